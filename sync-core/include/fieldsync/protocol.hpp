@@ -1,0 +1,159 @@
+// Wire messages of protocol v1 (docs/protocol.md) and their JSON encoding.
+//
+// Shared by the device core and the server: both encode and decode through these
+// functions, so there is one definition of the contract in code.
+//
+// Decoding is strict about types and lenient about unknown members (a server may
+// add fields; clients ignore them). The server decodes a sync request in two
+// levels: decode_sync_request_shape() fails the whole request only for the
+// request-level errors of protocol.md; decode_change() then checks each change on
+// its own, so one bad change is rejected alone.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "fieldsync/error.hpp"
+
+namespace fieldsync {
+
+using json = nlohmann::json;
+
+inline constexpr int kProtocolVersion = 1;
+inline constexpr std::int64_t kDefaultPullLimit = 500;
+inline constexpr std::int64_t kDefaultBatchLimit = 1000;
+
+// Per-field versions; the key "" is the record-level version (base[""]).
+using VersionMap = std::map<std::string, std::int64_t>;
+
+struct Change {
+  std::string id;      // "<device_id>:<counter>"
+  std::string record;  // UUID
+  std::string form;
+  std::optional<std::int64_t> form_version;  // absent = latest
+  std::string scope;
+  std::string op = "upsert";         // "upsert" | "delete"
+  json fields = json::object();      // upsert: field -> value (null clears)
+  VersionMap base;                   // field -> version the device last synced
+  std::string hlc;                   // Hlc text
+
+  json to_json() const;
+  bool operator==(const Change&) const = default;
+};
+
+// Checks one change's members and types (not the form, not the merge). Errors are
+// Errc::validation with `field` naming the member ("op", "base.x", "hlc").
+Result<Change> decode_change(const json& j);
+
+struct ConflictRef {
+  std::int64_t id = 0;
+  std::string kind;    // "field" | "delete" | "duplicate_record"
+  std::string field;   // "" for record-level
+  std::string status;  // "open" | "resolved"; empty in sync results
+
+  json to_json() const;
+  bool operator==(const ConflictRef&) const = default;
+};
+
+struct RejectReason {
+  std::string code;  // forbidden, unknown_form, validation, stale_form_version, deleted, id_reused
+  std::string message;
+  std::string field;
+  bool operator==(const RejectReason&) const = default;
+};
+
+struct ChangeResult {
+  std::string id;
+  std::string status;  // "applied" | "conflict" | "rejected"
+  std::int64_t seq = 0;
+  VersionMap versions;
+  std::vector<ConflictRef> conflicts;
+  bool replayed = false;
+  std::optional<RejectReason> error;  // when rejected
+
+  json to_json() const;
+  static Result<ChangeResult> from_json(const json& j);
+  bool operator==(const ChangeResult&) const = default;
+};
+
+struct LogEntry {
+  std::int64_t seq = 0;
+  std::string record;
+  std::string form;
+  std::int64_t form_version = 0;
+  std::string scope;
+  std::string op;  // "upsert" | "delete" | "revive"
+  json fields = json::object();
+  std::string origin;  // change id, or "admin:<user>:<conflict id>"
+  std::string author;
+  std::string device;
+  std::string hlc;
+  std::string received_at;  // RFC 3339
+  std::vector<ConflictRef> conflicts;
+
+  json to_json() const;
+  static Result<LogEntry> from_json(const json& j);
+  bool operator==(const LogEntry&) const = default;
+};
+
+struct SyncRequest {
+  std::string device_id;
+  std::vector<json> raw_changes;  // as received; decode each with decode_change
+  std::int64_t since = 0;
+  std::int64_t limit = kDefaultPullLimit;
+
+  // For clients: builds the request body from decoded changes.
+  static json encode(const std::string& device_id, const std::vector<Change>& changes,
+                     std::int64_t since, std::int64_t limit);
+};
+
+// Request-level checks of protocol.md (400 bad_request on failure): body an
+// object, string device_id, changes an array of objects each with a string id,
+// since/limit non-negative integers.
+Result<SyncRequest> decode_sync_request_shape(const json& body);
+
+struct SyncResponse {
+  std::vector<ChangeResult> results;
+  std::vector<LogEntry> changes;
+  std::int64_t cursor = 0;
+  bool more = false;
+
+  json to_json() const;
+  static Result<SyncResponse> from_json(const json& j);
+};
+
+struct LoginRequest {
+  std::string username;
+  std::string password;
+  std::string device_id;
+};
+
+struct UserInfo {
+  std::string username;
+  std::string role;  // "officer" | "admin"
+  std::vector<std::string> scopes;
+  json to_json() const;
+  static Result<UserInfo> from_json(const json& j);
+};
+
+struct LoginResponse {
+  std::string token;
+  std::string expires_at;
+  std::vector<std::string> features;
+  UserInfo user;
+  json to_json() const;
+  static Result<LoginResponse> from_json(const json& j);
+};
+
+// {"error": {"code": ..., "message": ..., ["field": ...]}}
+json error_body(std::string_view code, std::string_view message, std::string_view field = {});
+
+// Maps a protocol error code string to the closest Errc (unknown -> protocol).
+Errc errc_from_wire_code(std::string_view code) noexcept;
+
+}  // namespace fieldsync

@@ -1,0 +1,321 @@
+// JSON encoding and decoding of protocol v1 messages (docs/protocol.md).
+#include "fieldsync/protocol.hpp"
+
+#include <limits>
+
+#include "fieldsync/hlc.hpp"
+#include "fieldsync/ids.hpp"
+
+namespace fieldsync {
+namespace {
+
+Error bad_change(std::string field, std::string message) {
+  return Error(Errc::validation, std::move(message), std::move(field));
+}
+Error bad_message(std::string message) { return Error(Errc::protocol, std::move(message)); }
+
+bool is_count(const json& v) {
+  if (v.is_number_unsigned())
+    return v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  return v.is_number_integer() && v.get<std::int64_t>() >= 0;
+}
+
+// Reads an optional member of a server message with the right type.
+template <class T>
+bool read(const json& j, const char* key, T& out, bool required = false) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return !required;
+  try {
+    out = it->get<T>();
+    return true;
+  } catch (const json::exception&) {
+    return false;
+  }
+}
+
+json versions_json(const VersionMap& m) {
+  json out = json::object();
+  for (const auto& [k, v] : m) out[k] = v;
+  return out;
+}
+
+bool read_versions(const json& j, const char* key, VersionMap& out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return true;
+  if (!it->is_object()) return false;
+  for (const auto& [k, v] : it->items()) {
+    if (!is_count(v)) return false;
+    out[k] = v.get<std::int64_t>();
+  }
+  return true;
+}
+
+bool read_conflicts(const json& j, std::vector<ConflictRef>& out) {
+  auto it = j.find("conflicts");
+  if (it == j.end() || it->is_null()) return true;
+  if (!it->is_array()) return false;
+  for (const auto& c : *it) {
+    if (!c.is_object()) return false;
+    ConflictRef r;
+    if (!read(c, "id", r.id, true) || !read(c, "kind", r.kind) || !read(c, "field", r.field) ||
+        !read(c, "status", r.status))
+      return false;
+    out.push_back(std::move(r));
+  }
+  return true;
+}
+
+}  // namespace
+
+json Change::to_json() const {
+  json j = {{"id", id}, {"record", record}, {"op", op}, {"hlc", hlc}};
+  if (!form.empty()) j["form"] = form;
+  if (form_version) j["form_version"] = *form_version;
+  if (!scope.empty()) j["scope"] = scope;
+  if (op != "delete" || !fields.empty()) j["fields"] = fields;
+  j["base"] = versions_json(base);
+  return j;
+}
+
+Result<Change> decode_change(const json& j) {
+  if (!j.is_object()) return bad_change("", "a change must be an object");
+  Change c;
+  auto id = j.find("id");
+  if (id == j.end() || !id->is_string()) return bad_change("id", "a change needs a string id");
+  c.id = id->get<std::string>();
+  if (!ChangeId::parse(c.id)) return bad_change("id", "change id must be <device_id>:<counter>");
+  auto rec = j.find("record");
+  if (rec == j.end() || !rec->is_string() || !is_uuid(rec->get<std::string>()))
+    return bad_change("record", "record must be a UUID");
+  c.record = rec->get<std::string>();
+  if (auto f = j.find("form"); f != j.end() && !f->is_null()) {
+    if (!f->is_string() || f->get<std::string>().empty() || f->get<std::string>().size() > 64)
+      return bad_change("form", "form must be a form id");
+    c.form = f->get<std::string>();
+  }
+  if (auto fv = j.find("form_version"); fv != j.end() && !fv->is_null()) {
+    if (!is_count(*fv) || fv->get<std::int64_t>() < 1)
+      return bad_change("form_version", "form_version must be a whole number >= 1");
+    c.form_version = fv->get<std::int64_t>();
+  }
+  if (auto s = j.find("scope"); s != j.end() && !s->is_null()) {
+    if (!s->is_string() || !is_valid_region_code(s->get<std::string>()))
+      return bad_change("scope", "scope must be a region code like 14.03.01.2001");
+    c.scope = s->get<std::string>();
+  }
+  auto op = j.find("op");
+  if (op == j.end() || !op->is_string() ||
+      (op->get<std::string>() != "upsert" && op->get<std::string>() != "delete"))
+    return bad_change("op", "op must be upsert or delete");
+  c.op = op->get<std::string>();
+  if (auto f = j.find("fields"); f != j.end() && !f->is_null()) {
+    if (!f->is_object()) return bad_change("fields", "fields must be an object");
+    if (c.op == "delete" && !f->empty()) return bad_change("fields", "a delete carries no fields");
+    c.fields = *f;
+  }
+  if (auto b = j.find("base"); b != j.end() && !b->is_null()) {
+    if (!b->is_object()) return bad_change("base", "base must be an object of versions");
+    for (const auto& [k, v] : b->items()) {
+      if (!is_count(v)) return bad_change("base." + k, "a base version must be a whole number >= 0");
+      c.base[k] = v.get<std::int64_t>();
+    }
+  }
+  auto hlc = j.find("hlc");
+  if (hlc == j.end() || !hlc->is_string()) return bad_change("hlc", "hlc is required");
+  if (auto h = Hlc::parse(hlc->get<std::string>()); !h) return std::move(h).error();
+  c.hlc = hlc->get<std::string>();
+  return c;
+}
+
+json ConflictRef::to_json() const {
+  json j = {{"id", id}, {"kind", kind}, {"field", field}};
+  if (!status.empty()) j["status"] = status;
+  return j;
+}
+
+json ChangeResult::to_json() const {
+  json j = {{"id", id}, {"status", status}};
+  if (status == "rejected") {
+    json e = {{"code", error ? error->code : "internal"}, {"message", error ? error->message : ""}};
+    if (error && !error->field.empty()) e["field"] = error->field;
+    j["error"] = std::move(e);
+  } else {
+    j["seq"] = seq;
+    j["versions"] = versions_json(versions);
+    if (!conflicts.empty()) {
+      json cs = json::array();
+      for (const auto& c : conflicts) cs.push_back(c.to_json());
+      j["conflicts"] = std::move(cs);
+    }
+  }
+  if (replayed) j["replayed"] = true;
+  return j;
+}
+
+Result<ChangeResult> ChangeResult::from_json(const json& j) {
+  if (!j.is_object()) return bad_message("a result must be an object");
+  ChangeResult r;
+  if (!read(j, "id", r.id, true) || !read(j, "status", r.status, true) || !read(j, "seq", r.seq) ||
+      !read(j, "replayed", r.replayed) || !read_versions(j, "versions", r.versions) ||
+      !read_conflicts(j, r.conflicts))
+    return bad_message("malformed result");
+  if (r.status != "applied" && r.status != "conflict" && r.status != "rejected")
+    return bad_message("unknown result status '" + r.status + "'");
+  if (r.status == "rejected") {
+    auto e = j.find("error");
+    if (e == j.end() || !e->is_object()) return bad_message("a rejected result needs an error");
+    RejectReason reason;
+    if (!read(*e, "code", reason.code, true) || !read(*e, "message", reason.message) ||
+        !read(*e, "field", reason.field))
+      return bad_message("malformed error in a result");
+    r.error = std::move(reason);
+  }
+  return r;
+}
+
+json LogEntry::to_json() const {
+  json j = {{"seq", seq},       {"record", record}, {"form", form},     {"form_version", form_version},
+            {"scope", scope},   {"op", op},         {"fields", fields}, {"origin", origin},
+            {"author", author}, {"device", device}, {"hlc", hlc},       {"received_at", received_at}};
+  if (!conflicts.empty()) {
+    json cs = json::array();
+    for (const auto& c : conflicts) cs.push_back(c.to_json());
+    j["conflicts"] = std::move(cs);
+  }
+  return j;
+}
+
+Result<LogEntry> LogEntry::from_json(const json& j) {
+  if (!j.is_object()) return bad_message("a log entry must be an object");
+  LogEntry e;
+  if (!read(j, "seq", e.seq, true) || !read(j, "record", e.record, true) || !read(j, "form", e.form) ||
+      !read(j, "form_version", e.form_version) || !read(j, "scope", e.scope) ||
+      !read(j, "op", e.op, true) || !read(j, "origin", e.origin) || !read(j, "author", e.author) ||
+      !read(j, "device", e.device) || !read(j, "hlc", e.hlc) ||
+      !read(j, "received_at", e.received_at) || !read_conflicts(j, e.conflicts))
+    return bad_message("malformed log entry");
+  if (auto f = j.find("fields"); f != j.end() && !f->is_null()) {
+    if (!f->is_object()) return bad_message("log entry fields must be an object");
+    e.fields = *f;
+  }
+  if (e.op != "upsert" && e.op != "delete" && e.op != "revive")
+    return bad_message("unknown log entry op '" + e.op + "'");
+  return e;
+}
+
+json SyncRequest::encode(const std::string& device_id, const std::vector<Change>& changes,
+                         std::int64_t since, std::int64_t limit) {
+  json cs = json::array();
+  for (const auto& c : changes) cs.push_back(c.to_json());
+  return {{"device_id", device_id}, {"changes", std::move(cs)}, {"since", since}, {"limit", limit}};
+}
+
+Result<SyncRequest> decode_sync_request_shape(const json& body) {
+  auto bad = [](std::string m) { return Error(Errc::invalid_argument, std::move(m)); };
+  if (!body.is_object()) return bad("the request body must be a JSON object");
+  SyncRequest r;
+  auto dev = body.find("device_id");
+  if (dev == body.end() || !dev->is_string()) return bad("device_id (a string) is required");
+  if (!is_valid_device_id(dev->get<std::string>()))
+    return bad("device_id must be 1-64 characters of letters, digits, '-', '_' or '.'");
+  r.device_id = dev->get<std::string>();
+  if (auto cs = body.find("changes"); cs != body.end() && !cs->is_null()) {
+    if (!cs->is_array()) return bad("changes must be an array");
+    for (const auto& c : *cs) {
+      if (!c.is_object()) return bad("each change must be an object");
+      auto id = c.find("id");
+      if (id == c.end() || !id->is_string()) return bad("each change needs a string id");
+    }
+    r.raw_changes.assign(cs->begin(), cs->end());
+  }
+  for (auto [key, out] : {std::pair{"since", &r.since}, std::pair{"limit", &r.limit}}) {
+    auto it = body.find(key);
+    if (it == body.end() || it->is_null()) continue;
+    if (!is_count(*it)) return bad(std::string(key) + " must be a whole number >= 0");
+    *out = it->get<std::int64_t>();
+  }
+  return r;
+}
+
+json SyncResponse::to_json() const {
+  json rs = json::array(), cs = json::array();
+  for (const auto& r : results) rs.push_back(r.to_json());
+  for (const auto& c : changes) cs.push_back(c.to_json());
+  return {{"results", std::move(rs)}, {"changes", std::move(cs)}, {"cursor", cursor}, {"more", more}};
+}
+
+Result<SyncResponse> SyncResponse::from_json(const json& j) {
+  if (!j.is_object()) return bad_message("the sync response must be an object");
+  SyncResponse s;
+  if (!read(j, "cursor", s.cursor, true) || !read(j, "more", s.more))
+    return bad_message("the sync response needs a cursor");
+  for (const char* key : {"results", "changes"}) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_array()) return bad_message(std::string(key) + " must be an array");
+    for (const auto& item : *it) {
+      if (std::string_view(key) == "results") {
+        auto r = ChangeResult::from_json(item);
+        if (!r) return std::move(r).error();
+        s.results.push_back(std::move(r).value());
+      } else {
+        auto e = LogEntry::from_json(item);
+        if (!e) return std::move(e).error();
+        s.changes.push_back(std::move(e).value());
+      }
+    }
+  }
+  return s;
+}
+
+json UserInfo::to_json() const {
+  return {{"username", username}, {"role", role}, {"scopes", scopes}};
+}
+
+Result<UserInfo> UserInfo::from_json(const json& j) {
+  UserInfo u;
+  if (!j.is_object() || !read(j, "username", u.username, true) || !read(j, "role", u.role, true) ||
+      !read(j, "scopes", u.scopes))
+    return bad_message("malformed user");
+  return u;
+}
+
+json LoginResponse::to_json() const {
+  return {{"token", token}, {"expires_at", expires_at}, {"features", features}, {"user", user.to_json()}};
+}
+
+Result<LoginResponse> LoginResponse::from_json(const json& j) {
+  LoginResponse r;
+  if (!j.is_object() || !read(j, "token", r.token, true) || !read(j, "expires_at", r.expires_at) ||
+      !read(j, "features", r.features))
+    return bad_message("malformed login response");
+  auto u = j.find("user");
+  if (u == j.end()) return bad_message("login response without user");
+  auto user = UserInfo::from_json(*u);
+  if (!user) return std::move(user).error();
+  r.user = std::move(user).value();
+  return r;
+}
+
+json error_body(std::string_view code, std::string_view message, std::string_view field) {
+  json e = {{"code", code}, {"message", message}};
+  if (!field.empty()) e["field"] = field;
+  return {{"error", std::move(e)}};
+}
+
+Errc errc_from_wire_code(std::string_view code) noexcept {
+  if (code == "bad_request") return Errc::invalid_argument;
+  if (code == "validation") return Errc::validation;
+  if (code == "unauthorized") return Errc::unauthorized;
+  if (code == "forbidden") return Errc::forbidden;
+  if (code == "not_found") return Errc::not_found;
+  if (code == "deleted") return Errc::deleted;
+  if (code == "cursor_ahead") return Errc::cursor_ahead;
+  if (code == "payload_too_large") return Errc::payload_too_large;
+  if (code == "too_many_requests") return Errc::throttled;
+  if (code == "unknown_form") return Errc::unknown_form;
+  if (code == "internal" || code == "unavailable") return Errc::server;
+  return Errc::protocol;
+}
+
+}  // namespace fieldsync

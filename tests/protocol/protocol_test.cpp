@@ -1,0 +1,158 @@
+// Wire messages: decoding of changes and sync requests, round trips of results
+// and log entries.
+#include <catch2/catch.hpp>
+
+#include "fieldsync/protocol.hpp"
+
+using namespace fieldsync;
+
+namespace {
+
+json good_change() {
+  return json::parse(R"({"id": "dev-1:17", "record": "0193a1c2-0000-7000-8000-000000000001",
+    "form": "kla-desa", "form_version": 1, "scope": "14.03.01.2001", "op": "upsert",
+    "fields": {"children": 412, "has_forum_anak": true},
+    "base": {"children": 0, "has_forum_anak": 35, "": 35},
+    "hlc": "2026-11-28T09:14:03.120Z/0003", "future_member": {"ignored": true}})");
+}
+
+}  // namespace
+
+TEST_CASE("a well-formed change decodes and re-encodes", "[protocol][wire]") {
+  auto c = decode_change(good_change());
+  REQUIRE(c);
+  CHECK(c->id == "dev-1:17");
+  CHECK(c->form_version == 1);
+  CHECK(c->base.at("") == 35);
+  CHECK(c->fields["children"] == 412);
+  auto again = decode_change(c->to_json());
+  REQUIRE(again);
+  CHECK(*again == *c);
+}
+
+TEST_CASE("a malformed change is refused naming the member", "[protocol][wire]") {
+  struct Case {
+    const char* member;
+    json value;  // null = remove the member
+    const char* field;
+  };
+  const Case cases[] = {
+      {"id", "no-counter", "id"},
+      {"record", "not-a-uuid", "record"},
+      {"record", nullptr, "record"},
+      {"form", 7, "form"},
+      {"form_version", 0, "form_version"},
+      {"form_version", "1", "form_version"},
+      {"scope", "14.03.x", "scope"},
+      {"op", "merge", "op"},
+      {"op", nullptr, "op"},
+      {"fields", json::array(), "fields"},
+      {"base", json{{"children", -1}}, "base.children"},
+      {"base", json{{"children", 1.5}}, "base.children"},
+      {"base", 3, "base"},
+      {"hlc", "yesterday", "hlc"},
+      {"hlc", nullptr, "hlc"},
+  };
+  for (const auto& c : cases) {
+    json j = good_change();
+    if (c.value.is_null()) j.erase(c.member);
+    else j[c.member] = c.value;
+    INFO(j.dump());
+    auto r = decode_change(j);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::validation);
+    CHECK(r.error().field == c.field);
+  }
+  json del = good_change();
+  del["op"] = "delete";
+  auto r = decode_change(del);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().field == "fields");
+  del["fields"] = json::object();
+  CHECK(decode_change(del));
+}
+
+TEST_CASE("sync request shape checks", "[protocol][wire]") {
+  auto ok = decode_sync_request_shape(json{{"device_id", "dev-1"}});
+  REQUIRE(ok);
+  CHECK(ok->since == 0);
+  CHECK(ok->limit == kDefaultPullLimit);
+  CHECK(ok->raw_changes.empty());
+  const json bad[] = {
+      json::array(),
+      json{{"changes", json::array()}},
+      json{{"device_id", 5}},
+      json{{"device_id", "dev 1"}},
+      json{{"device_id", "dev-1"}, {"changes", json::object()}},
+      json{{"device_id", "dev-1"}, {"changes", json::array({1})}},
+      json{{"device_id", "dev-1"}, {"changes", json::array({json{{"id", 3}}})}},
+      json{{"device_id", "dev-1"}, {"since", -1}},
+      json{{"device_id", "dev-1"}, {"since", 1.5}},
+      json{{"device_id", "dev-1"}, {"limit", "10"}},
+  };
+  for (const auto& b : bad) {
+    INFO(b.dump());
+    auto r = decode_sync_request_shape(b);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::invalid_argument);
+  }
+  // A change that is an object with an id passes the shape check even when the
+  // rest is wrong: that change alone is rejected later.
+  auto lenient = decode_sync_request_shape(
+      json{{"device_id", "dev-1"}, {"changes", json::array({json{{"id", "x"}}})}, {"since", 5}});
+  REQUIRE(lenient);
+  CHECK(lenient->raw_changes.size() == 1);
+  CHECK(lenient->since == 5);
+}
+
+TEST_CASE("results, log entries and responses round-trip", "[protocol][wire]") {
+  SyncResponse resp;
+  ChangeResult applied{"dev:1", "applied", 2001, {{"a", 2001}, {"b", 35}}, {}, false, std::nullopt};
+  ChangeResult conflict{"dev:2", "conflict", 2002, {{"b", 35}}, {{77, "field", "b", ""}}, false, std::nullopt};
+  ChangeResult rejected{"dev:3", "rejected", 0, {}, {}, false,
+                        RejectReason{"validation", "must be at least 0", "a"}};
+  ChangeResult replayed = applied;
+  replayed.replayed = true;
+  resp.results = {applied, conflict, rejected, replayed};
+  LogEntry e;
+  e.seq = 2001;
+  e.record = "0193a1c2-0000-7000-8000-000000000001";
+  e.form = "kla-desa";
+  e.form_version = 1;
+  e.scope = "14.03.01.2001";
+  e.op = "upsert";
+  e.fields = {{"a", 1}};
+  e.origin = "dev:1";
+  e.author = "officer.bantan";
+  e.device = "dev";
+  e.hlc = "2026-11-28T09:14:03.120Z/0003";
+  e.received_at = "2026-11-28T09:15:00.000Z";
+  e.conflicts = {{77, "field", "b", "open"}};
+  resp.changes = {e};
+  resp.cursor = 2002;
+  resp.more = true;
+  json j = resp.to_json();
+  CHECK(j["results"][2]["error"]["code"] == "validation");
+  CHECK_FALSE(j["results"][2].contains("seq"));
+  CHECK(j["results"][3]["replayed"] == true);
+  auto back = SyncResponse::from_json(json::parse(j.dump()));
+  REQUIRE(back);
+  CHECK(back->results == resp.results);
+  CHECK(back->changes == resp.changes);
+  CHECK(back->cursor == 2002);
+  CHECK(back->more);
+
+  json broken = j;
+  broken["results"][0]["status"] = "maybe";
+  CHECK(SyncResponse::from_json(broken).error().code == Errc::protocol);
+  broken = j;
+  broken.erase("cursor");
+  CHECK_FALSE(SyncResponse::from_json(broken));
+}
+
+TEST_CASE("wire error codes map to Errc", "[protocol][wire]") {
+  CHECK(errc_from_wire_code("too_many_requests") == Errc::throttled);
+  CHECK(errc_is_transient(errc_from_wire_code("unavailable")));
+  CHECK_FALSE(errc_is_transient(errc_from_wire_code("forbidden")));
+  CHECK(error_body("validation", "bad", "x")["error"]["field"] == "x");
+}
