@@ -155,6 +155,11 @@ class Store {
   Result<void> apply_sync(const std::vector<Change>& sent, const SyncResponse& response);
 
   Result<std::int64_t> cursor() const;
+  // Sets the pull cursor back to 0, the one way it ever goes down: for a server
+  // that answered cursor_ahead (its log is shorter than this device saw, e.g. it
+  // was restored from a backup). The next sync pulls the whole log again; entries
+  // apply idempotently, field by field, by version.
+  Result<void> reset_cursor();
   Result<StoreStatus> status() const;
   Result<std::vector<RejectedChange>> rejected() const;
   // Drops a rejected change the officer decided not to fix.

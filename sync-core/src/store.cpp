@@ -1,0 +1,1334 @@
+// The device store (store.hpp): records, the outbox and the sync bookkeeping in one
+// SQLite file. The file layout is described in docs/storage.md; keep them in step.
+//
+// Failures inside this file are thrown as detail::Failure where they are found and
+// become Result values in `guarded()` at every public entry point; every write runs
+// in one transaction (`Impl::write`) that rolls back on any failure.
+#include "fieldsync/store.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "fieldsync/ids.hpp"
+#include "sqlite_db.hpp"
+
+namespace fieldsync {
+
+using detail::Db;
+using detail::fail;
+using detail::Failure;
+using detail::Query;
+
+namespace {
+
+constexpr std::string_view kFormatMarker = "fieldsync-device-store";
+constexpr std::int64_t kReceiptsKept = 10000;
+constexpr int kBusyTimeoutMs = 5000;
+
+// Ordered schema steps. Step N takes a file from user_version N-1 to N; each runs
+// in the one migration transaction with the user_version update. Never edit a
+// released step: append a new one and raise Store::kSchemaVersion.
+struct Migration {
+  int version;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE forms(
+  id TEXT NOT NULL, version INTEGER NOT NULL, definition TEXT NOT NULL,
+  PRIMARY KEY(id, version)) WITHOUT ROWID;
+CREATE TABLE records(
+  id TEXT PRIMARY KEY,
+  form TEXT NOT NULL,
+  form_version INTEGER NOT NULL,
+  scope TEXT NOT NULL,
+  version INTEGER NOT NULL DEFAULT 0,
+  server_deleted INTEGER NOT NULL DEFAULT 0,
+  tomb_seq INTEGER NOT NULL DEFAULT 0,
+  local_deleted INTEGER NOT NULL DEFAULT 0,
+  synced TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE outbox(
+  counter INTEGER PRIMARY KEY,
+  change_id TEXT NOT NULL,
+  record TEXT NOT NULL REFERENCES records(id),
+  op TEXT NOT NULL,
+  form TEXT NOT NULL,
+  form_version INTEGER,
+  scope TEXT NOT NULL,
+  fields TEXT NOT NULL,
+  base TEXT NOT NULL,
+  hlc TEXT NOT NULL,
+  attempted INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL);
+CREATE INDEX outbox_by_record ON outbox(record, counter);
+CREATE TABLE reviews(
+  record TEXT NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+  field TEXT NOT NULL,
+  conflict INTEGER NOT NULL,
+  my_value TEXT,
+  PRIMARY KEY(record, field, conflict)) WITHOUT ROWID;
+CREATE TABLE rejected(
+  change_id TEXT PRIMARY KEY,
+  counter INTEGER NOT NULL,
+  record TEXT NOT NULL,
+  change TEXT NOT NULL,
+  code TEXT NOT NULL,
+  message TEXT NOT NULL,
+  field TEXT NOT NULL,
+  rejected_at TEXT NOT NULL);
+CREATE TABLE receipts(
+  seqno INTEGER PRIMARY KEY,
+  change_id TEXT NOT NULL UNIQUE,
+  record TEXT NOT NULL,
+  status TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  received_at TEXT NOT NULL);
+)sql"},
+};
+static_assert(std::size(kMigrations) == Store::kSchemaVersion,
+              "one migration step per schema version");
+
+template <class F>
+auto guarded(F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Failure& f) {
+    return f.error;
+  } catch (const json::exception& e) {
+    return Error(Errc::internal, std::string("json: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return Error(Errc::io, "out of memory");
+  } catch (const std::exception& e) {
+    return Error(Errc::internal, e.what());
+  }
+}
+
+template <class T>
+T take(Result<T> r) {
+  if (!r) throw Failure{std::move(r).error()};
+  return std::move(r).value();
+}
+
+void check(const Result<void>& r) {
+  if (!r) throw Failure{r.error()};
+}
+
+json parse_stored(std::string_view text, const char* what) {
+  json j = json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded()) fail(Errc::corrupt, std::string("stored ") + what + " is not valid JSON");
+  return j;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Base versions are stored without their zero entries (protocol.md: "0 or absent:
+// never seen"), which keeps a new record's change small. expand_base() gives back
+// one entry per field plus "", so the change sent is explicit and the same on every
+// resend.
+std::string compact_base(const VersionMap& base) {
+  json j = json::object();
+  for (const auto& [k, v] : base)
+    if (v != 0) j[k] = v;
+  return j.dump();
+}
+
+VersionMap expand_base(const json& stored, const json& fields) {
+  VersionMap base;
+  for (const auto& [k, v] : stored.items()) base[k] = v.get<std::int64_t>();
+  for (const auto& [k, v] : fields.items()) base.try_emplace(k, 0);
+  base.try_emplace("", 0);
+  return base;
+}
+
+std::int64_t base_of(const VersionMap& base, const std::string& key) {
+  auto it = base.find(key);
+  return it == base.end() ? 0 : it->second;
+}
+
+// One row of `records`. `synced` holds the server's state as last seen:
+// field -> [value, version].
+struct RecordRow {
+  std::string id;
+  std::string form;
+  std::int64_t form_version = 0;
+  std::string scope;
+  std::int64_t version = 0;
+  bool server_deleted = false;
+  std::int64_t tomb_seq = 0;  // seq of the delete/revive that set server_deleted
+  bool local_deleted = false;
+  json synced = json::object();
+
+  bool visible_deleted() const { return local_deleted || server_deleted; }
+  std::int64_t synced_version(const std::string& field) const {
+    auto it = synced.find(field);
+    return it == synced.end() ? 0 : (*it)[1].get<std::int64_t>();
+  }
+};
+
+RecordRow read_record(const Query& q) {
+  RecordRow r;
+  r.id = q.text(0);
+  r.form = q.text(1);
+  r.form_version = q.int64(2);
+  r.scope = q.text(3);
+  r.version = q.int64(4);
+  r.server_deleted = q.int64(5) != 0;
+  r.tomb_seq = q.int64(6);
+  r.local_deleted = q.int64(7) != 0;
+  r.synced = parse_stored(q.text_view(8), "record values");
+  return r;
+}
+
+OutboxEntry read_outbox(const Query& q) {
+  OutboxEntry e;
+  e.counter = q.int64(0);
+  Change& c = e.change;
+  c.id = q.text(1);
+  c.record = q.text(2);
+  c.op = q.text(3);
+  c.form = q.text(4);
+  if (!q.is_null(5)) c.form_version = q.int64(5);
+  c.scope = q.text(6);
+  c.fields = parse_stored(q.text_view(7), "change fields");
+  c.base = expand_base(parse_stored(q.text_view(8), "change base"), c.fields);
+  c.hlc = q.text(9);
+  e.attempted = q.int64(10) != 0;
+  e.created_at = q.text(11);
+  return e;
+}
+
+// Review marks of one record: field ("" = the record) -> (conflict id, my_value).
+struct ReviewMark {
+  std::int64_t conflict = 0;
+  std::optional<json> my_value;
+};
+using ReviewMarks = std::map<std::string, ReviewMark>;
+
+}  // namespace
+
+struct Store::Impl {
+  std::unique_ptr<Db> db;
+  std::string path;
+  std::string device_id;
+  HlcClock::WallClock wall;
+  HlcClock clock;
+
+  // State valid inside a write transaction (reloaded when another connection wrote).
+  std::int64_t data_version = -1;
+  std::int64_t next_counter = 1;
+  bool counter_used = false;
+  bool hlc_used = false;
+
+  // Parsed forms, so a save does not re-parse its form. Dropped whenever another
+  // connection wrote to the file or a transaction rolled back.
+  std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const Form>> form_cache;
+  std::map<std::string, std::int64_t> latest_form;
+
+  std::int64_t now_ms() const { return wall(); }
+  std::string now_text() const { return format_rfc3339_ms(now_ms()); }
+
+  // ---- opening -------------------------------------------------------------
+
+  std::int64_t pragma_int(const char* sql) {
+    auto q = db->query(sql);
+    return q.step() ? q.int64(0) : 0;
+  }
+
+  void open_checked() {
+    std::int64_t user_version = 0;
+    try {
+      user_version = pragma_int("PRAGMA user_version");
+    } catch (const Failure& f) {
+      if (f.error.code == Errc::corrupt)
+        fail(Errc::corrupt, path + " is not a fieldsync store: not a SQLite database");
+      throw;
+    }
+    std::int64_t tables = 0;
+    bool has_meta = false;
+    {
+      auto q = db->query("SELECT name FROM sqlite_master WHERE type = 'table'");
+      while (q.step()) {
+        ++tables;
+        if (q.text_view(0) == "meta") has_meta = true;
+      }
+    }
+    if (tables > 0 && !has_meta)
+      fail(Errc::corrupt,
+           path + " is not a fieldsync store: it holds other tables and no meta table");
+    if (has_meta) {
+      std::string marker;
+      {
+        auto q = db->query("SELECT value FROM meta WHERE key = 'format'");
+        if (q.step()) marker = q.text(0);
+      }
+      if (marker != kFormatMarker)
+        fail(Errc::corrupt,
+             path + " is not a fieldsync store: its meta table has no fieldsync marker");
+      if (user_version > Store::kSchemaVersion)
+        fail(Errc::schema_too_new, path + " was written by a newer fieldsync (schema " +
+                                       std::to_string(user_version) + "; this build reads up to " +
+                                       std::to_string(Store::kSchemaVersion) + ")");
+      if (user_version < 1) fail(Errc::corrupt, path + " has a meta table but no schema version");
+    } else if (user_version != 0) {
+      fail(Errc::corrupt, path + " is not a fieldsync store: unknown schema version " +
+                              std::to_string(user_version));
+    }
+    if (tables > 0) {
+      auto q = db->query("PRAGMA quick_check");
+      std::string report;
+      while (q.step()) {
+        if (!report.empty()) report += "; ";
+        report += q.text(0);
+        if (report.size() > 400) break;
+      }
+      if (report != "ok") fail(Errc::corrupt, path + " is damaged: " + report);
+    }
+    {
+      auto q = db->query("PRAGMA journal_mode = WAL");
+      if (!q.step() || lower(q.text(0)) != "wal")
+        fail(Errc::io, path + ": cannot switch the journal to WAL");
+    }
+    db->exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+    migrate();
+
+    auto id = meta("device_id");
+    if (!id || !is_valid_device_id(*id)) fail(Errc::corrupt, path + " has no valid device id");
+    device_id = *id;
+    auto hlc_text = meta("hlc");
+    Hlc last{};
+    if (hlc_text && !hlc_text->empty()) last = take(Hlc::parse(*hlc_text));
+    clock = HlcClock(wall, last);
+  }
+
+  void migrate() {
+    db->exec("BEGIN IMMEDIATE");
+    try {
+      // Read again under the write lock: another process may have just migrated.
+      std::int64_t from = pragma_int("PRAGMA user_version");
+      for (const auto& step : kMigrations) {
+        if (step.version <= from) continue;
+        db->exec(step.sql);
+        db->exec(("PRAGMA user_version = " + std::to_string(step.version)).c_str());
+      }
+      if (from == 0) {
+        set_meta("format", std::string(kFormatMarker));
+        set_meta("device_id", new_uuid_v4());
+        set_meta("created_at", now_text());
+        set_meta("next_counter", "1");
+        set_meta("cursor", "0");
+        set_meta("hlc", "");
+      }
+      db->exec("COMMIT");
+    } catch (...) {
+      db->exec_noexcept("ROLLBACK");
+      db->clear_cache();
+      throw;
+    }
+    db->clear_cache();
+  }
+
+  // ---- meta and transactions ------------------------------------------------
+
+  std::optional<std::string> meta(std::string_view key) {
+    auto q = db->query("SELECT value FROM meta WHERE key = ?1");
+    q.bind(1, key);
+    if (!q.step()) return std::nullopt;
+    return q.text(0);
+  }
+
+  void set_meta(std::string_view key, const std::string& value) {
+    db->query(
+          "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+          "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+        .bind(1, key)
+        .bind(2, value)
+        .run();
+  }
+
+  std::int64_t meta_int(std::string_view key) {
+    auto v = meta(key);
+    if (!v) return 0;
+    try {
+      return std::stoll(*v);
+    } catch (const std::exception&) {
+      fail(Errc::corrupt, "meta " + std::string(key) + " is not a number");
+    }
+  }
+
+  // Picks up what other connections committed since this one last looked.
+  void refresh() {
+    std::int64_t v = pragma_int("PRAGMA data_version");
+    if (v == data_version) return;
+    data_version = v;
+    form_cache.clear();
+    latest_form.clear();
+    next_counter = std::max<std::int64_t>(1, meta_int("next_counter"));
+    auto hlc_text = meta("hlc");
+    if (hlc_text && !hlc_text->empty()) {
+      auto stored = take(Hlc::parse(*hlc_text));
+      if (stored > clock.last()) clock = HlcClock(wall, stored);
+    }
+  }
+
+  void forget_state() {
+    counter_used = false;
+    hlc_used = false;
+    data_version = -1;
+    form_cache.clear();
+    latest_form.clear();
+  }
+
+  // Runs `body` in one IMMEDIATE transaction; commits what it did, or rolls back
+  // everything when it throws.
+  template <class F>
+  auto write(F&& body) -> decltype(body()) {
+    db->exec("BEGIN IMMEDIATE");
+    try {
+      refresh();
+      if constexpr (std::is_void_v<decltype(body())>) {
+        body();
+        finish_write();
+      } else {
+        auto result = body();
+        finish_write();
+        return result;
+      }
+    } catch (...) {
+      db->exec_noexcept("ROLLBACK");
+      forget_state();
+      throw;
+    }
+  }
+
+  void finish_write() {
+    if (counter_used) set_meta("next_counter", std::to_string(next_counter));
+    if (hlc_used) set_meta("hlc", clock.last().to_string());
+    db->exec("COMMIT");
+    counter_used = false;
+    hlc_used = false;
+  }
+
+  // A read transaction: one consistent snapshot for the whole of `body`.
+  template <class F>
+  auto read(F&& body) -> decltype(body()) {
+    db->exec("BEGIN");
+    try {
+      refresh();
+      auto result = body();
+      db->exec("COMMIT");
+      return result;
+    } catch (...) {
+      db->exec_noexcept("ROLLBACK");
+      forget_state();
+      throw;
+    }
+  }
+
+  // ---- forms ----------------------------------------------------------------
+
+  std::shared_ptr<const Form> form_for(const std::string& id, std::optional<std::int64_t> version) {
+    std::int64_t v = 0;
+    if (version) {
+      v = *version;
+    } else if (auto it = latest_form.find(id); it != latest_form.end()) {
+      v = it->second;
+    } else {
+      auto q = db->query("SELECT max(version) FROM forms WHERE id = ?1");
+      q.bind(1, id);
+      if (!q.step() || q.is_null(0))
+        fail(Errc::unknown_form, "form " + id + " is not imported", "form");
+      v = q.int64(0);
+      latest_form[id] = v;
+    }
+    auto key = std::make_pair(id, v);
+    if (auto it = form_cache.find(key); it != form_cache.end()) return it->second;
+    std::string text;
+    {
+      auto q = db->query("SELECT definition FROM forms WHERE id = ?1 AND version = ?2");
+      q.bind(1, id).bind(2, v);
+      if (!q.step())
+        fail(Errc::unknown_form,
+             "form " + id + " version " + std::to_string(v) + " is not imported", "form_version");
+      text = q.text(0);
+    }
+    auto parsed = Form::parse_text(text);
+    if (!parsed)
+      fail(Errc::corrupt, "stored form " + id + " cannot be read: " + parsed.error().to_string());
+    auto form = std::make_shared<const Form>(std::move(parsed).value());
+    form_cache.emplace(key, form);
+    return form;
+  }
+
+  // ---- records and the outbox -----------------------------------------------
+
+  std::optional<RecordRow> load_record(const std::string& id) {
+    auto q = db->query(
+        "SELECT id, form, form_version, scope, version, server_deleted, tomb_seq, local_deleted, "
+        "synced FROM records WHERE id = ?1");
+    q.bind(1, id);
+    if (!q.step()) return std::nullopt;
+    return read_record(q);
+  }
+
+  void insert_record(const RecordRow& r) {
+    db->query(
+          "INSERT INTO records(id, form, form_version, scope, version, server_deleted, tomb_seq, "
+          "local_deleted, synced) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+        .bind(1, r.id)
+        .bind(2, r.form)
+        .bind(3, r.form_version)
+        .bind(4, r.scope)
+        .bind(5, r.version)
+        .bind(6, r.server_deleted)
+        .bind(7, r.tomb_seq)
+        .bind(8, r.local_deleted)
+        .bind(9, r.synced.dump())
+        .run();
+  }
+
+  void update_record(const RecordRow& r) {
+    db->query(
+          "UPDATE records SET form_version = ?2, version = ?3, server_deleted = ?4, tomb_seq = ?5, "
+          "local_deleted = ?6, synced = ?7 WHERE id = ?1")
+        .bind(1, r.id)
+        .bind(2, r.form_version)
+        .bind(3, r.version)
+        .bind(4, r.server_deleted)
+        .bind(5, r.tomb_seq)
+        .bind(6, r.local_deleted)
+        .bind(7, r.synced.dump())
+        .run();
+  }
+
+  // The outbox changes of one record after `after`, oldest first.
+  std::vector<OutboxEntry> pending(const std::string& record, std::int64_t after = 0) {
+    std::vector<OutboxEntry> out;
+    auto q = db->query(
+        "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
+        "attempted, created_at FROM outbox WHERE record = ?1 AND counter > ?2 ORDER BY counter");
+    q.bind(1, record).bind(2, after);
+    while (q.step()) out.push_back(read_outbox(q));
+    return out;
+  }
+
+  std::optional<OutboxEntry> outbox_entry(std::int64_t counter) {
+    auto q = db->query(
+        "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
+        "attempted, created_at FROM outbox WHERE counter = ?1");
+    q.bind(1, counter);
+    if (!q.step()) return std::nullopt;
+    return read_outbox(q);
+  }
+
+  void insert_change(const OutboxEntry& e) {
+    insert_change(e, e.change.fields.dump(), compact_base(e.change.base));
+  }
+
+  // The hot path of a save: the field and base texts are written as given, so a
+  // new record's values are serialised once and never copied into a Change.
+  void insert_change(const OutboxEntry& e, const std::string& fields_text,
+                     const std::string& base_text) {
+    const Change& c = e.change;
+    db->query(
+          "INSERT INTO outbox(counter, change_id, record, op, form, form_version, scope, fields, "
+          "base, hlc, attempted, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+          "?12)")
+        .bind(1, e.counter)
+        .bind(2, c.id)
+        .bind(3, c.record)
+        .bind(4, c.op)
+        .bind(5, c.form)
+        .bind(6, c.form_version)
+        .bind(7, c.scope)
+        .bind(8, fields_text)
+        .bind(9, base_text)
+        .bind(10, c.hlc)
+        .bind(11, e.attempted)
+        .bind(12, e.created_at)
+        .run();
+  }
+
+  // Only changes never sent are ever rewritten (coalescing, rebase): a change that
+  // was attempted is resent with exactly the same content.
+  void update_change(const OutboxEntry& e) {
+    assert(!e.attempted);
+    db->query(
+          "UPDATE outbox SET fields = ?2, base = ?3, hlc = ?4, form_version = ?5 WHERE counter = "
+          "?1")
+        .bind(1, e.counter)
+        .bind(2, e.change.fields.dump())
+        .bind(3, compact_base(e.change.base))
+        .bind(4, e.change.hlc)
+        .bind(5, e.change.form_version)
+        .run();
+  }
+
+  void delete_change(std::int64_t counter) {
+    db->query("DELETE FROM outbox WHERE counter = ?1").bind(1, counter).run();
+  }
+
+  OutboxEntry new_change(const RecordRow& row, std::string op) {
+    OutboxEntry e;
+    e.counter = next_counter++;
+    counter_used = true;
+    e.created_at = now_text();
+    Change& c = e.change;
+    c.id = ChangeId{device_id, e.counter}.to_string();
+    c.record = row.id;
+    c.form = row.form;
+    c.form_version = row.form_version;
+    c.scope = row.scope;
+    c.op = std::move(op);
+    c.hlc = next_hlc();
+    return e;
+  }
+
+  std::string next_hlc() {
+    hlc_used = true;
+    return clock.now().to_string();
+  }
+
+  // ---- review marks -----------------------------------------------------------
+
+  // Marks (record, field) under review by `conflict`; field "" is the record. One
+  // mark per conflict, so marks of different conflicts never overwrite each other.
+  // A mark without my_value keeps the value an earlier mark of the conflict had.
+  void set_review(const std::string& record, const std::string& field, std::int64_t conflict,
+                  const std::optional<json>& my_value) {
+    auto q = db->query(
+        "INSERT INTO reviews(record, field, conflict, my_value) VALUES(?1, ?2, ?3, ?4) "
+        "ON CONFLICT(record, field, conflict) DO UPDATE SET "
+        "my_value = coalesce(excluded.my_value, reviews.my_value)");
+    q.bind(1, record).bind(2, field).bind(3, conflict);
+    if (my_value)
+      q.bind(4, my_value->dump());
+    else
+      q.bind_null(4);
+    q.run();
+  }
+
+  void clear_reviews(const std::string& record, std::int64_t conflict) {
+    db->query("DELETE FROM reviews WHERE record = ?1 AND conflict = ?2")
+        .bind(1, record)
+        .bind(2, conflict)
+        .run();
+  }
+
+  ReviewMarks reviews(const std::string& record) {
+    ReviewMarks marks;
+    auto q = db->query(
+        "SELECT field, conflict, my_value FROM reviews WHERE record = ?1 ORDER BY field, conflict");
+    q.bind(1, record);
+    while (q.step()) {
+      ReviewMark m;
+      m.conflict = q.int64(1);
+      if (!q.is_null(2)) m.my_value = parse_stored(q.text_view(2), "review value");
+      marks[q.text(0)] = std::move(m);
+    }
+    return marks;
+  }
+
+  // ---- saving -----------------------------------------------------------------
+
+  std::string put_locked(const PutRequest& req) {
+    if (!req.fields.is_object())
+      fail(Errc::invalid_argument, "fields must be a JSON object of field values", "fields");
+    std::string id = req.record.empty() ? new_uuid_v7(now_ms()) : lower(req.record);
+    if (!is_uuid(id)) fail(Errc::invalid_argument, "record id must be a UUID", "record");
+
+    std::optional<RecordRow> existing;
+    if (!req.record.empty()) existing = load_record(id);
+    const bool creating = !existing;
+    RecordRow row;
+    std::shared_ptr<const Form> form;
+    std::vector<OutboxEntry> pend;
+    if (creating) {
+      if (req.form.empty()) fail(Errc::validation, "a new record needs a form", "form");
+      if (!is_valid_region_code(req.scope))
+        fail(Errc::validation, "scope must be a region code like 14.03.01.2001", "scope");
+      form = form_for(req.form, req.form_version);
+      row.id = id;
+      row.form = form->id;
+      row.form_version = form->version;
+      row.scope = req.scope;
+    } else {
+      row = std::move(*existing);
+      if (!req.form.empty() && req.form != row.form)
+        fail(Errc::validation,
+             "record " + id + " belongs to form " + row.form + "; its form cannot change", "form");
+      if (!req.scope.empty() && req.scope != row.scope)
+        fail(Errc::validation,
+             "record " + id + " belongs to scope " + row.scope + "; its scope cannot change",
+             "scope");
+      if (row.visible_deleted()) fail(Errc::deleted, "record " + id + " is deleted");
+      form = form_for(row.form, req.form_version.value_or(row.form_version));
+      pend = pending(id);
+    }
+    check(form->validate_fields(req.fields, creating));
+    if (!creating && req.fields.empty()) return id;
+
+    // The base of a field is the server version the officer's value builds on: the
+    // synced version, or - when an unsynced edit of the field is pending - the base
+    // of that edit (the officer has not seen anything newer).
+    auto base_for = [&](const std::string& field) -> std::int64_t {
+      for (auto it = pend.rbegin(); it != pend.rend(); ++it)
+        if (it->change.op == "upsert" && it->change.fields.contains(field))
+          return base_of(it->change.base, field);
+      return row.synced_version(field);
+    };
+
+    OutboxEntry* last = pend.empty() ? nullptr : &pend.back();
+    if (last && last->change.op == "upsert" && !last->attempted) {
+      Change& c = last->change;
+      for (const auto& [name, value] : req.fields.items()) {
+        if (!c.fields.contains(name)) c.base[name] = base_for(name);
+        c.fields[name] = value;
+      }
+      c.form_version = std::max(c.form_version.value_or(0), form->version);
+      c.hlc = next_hlc();
+      update_change(*last);
+    } else {
+      if (creating) insert_record(row);
+      OutboxEntry e = new_change(row, "upsert");
+      e.change.form_version = form->version;
+      // Stored compact (no zero entries): a new record's base is "{}".
+      json base = json::object();
+      for (const auto& [name, value] : req.fields.items())
+        if (std::int64_t b = base_for(name)) base[name] = b;
+      if (row.version) base[""] = row.version;
+      insert_change(e, req.fields.dump(), base.dump());
+      if (creating) return id;
+    }
+    if (form->version > row.form_version) {
+      row.form_version = form->version;
+      update_record(row);
+    }
+    return id;
+  }
+
+  void remove_locked(const std::string& raw_id) {
+    std::string id = lower(raw_id);
+    auto row = load_record(id);
+    if (!row) fail(Errc::not_found, "no record " + raw_id);
+    if (row->visible_deleted()) fail(Errc::deleted, "record " + id + " is already deleted");
+    auto pend = pending(id);
+    bool ever_sent = row->version != 0 || std::any_of(pend.begin(), pend.end(),
+                                                      [](const auto& e) { return e.attempted; });
+    if (!ever_sent) {
+      // The server has never seen this record: no change of it was ever sent, and
+      // it was never pulled. Its unsent changes are dropped instead of sending a
+      // create and a delete (nothing about it leaves the phone); a local tombstone
+      // remains. Counters are not reused, so the gap is harmless.
+      db->query("DELETE FROM outbox WHERE record = ?1").bind(1, id).run();
+      db->query("DELETE FROM reviews WHERE record = ?1").bind(1, id).run();
+      row->synced = json::object();
+    } else {
+      OutboxEntry e = new_change(*row, "delete");
+      e.change.base[""] = row->version;
+      insert_change(e);
+    }
+    row->local_deleted = true;
+    update_record(*row);
+  }
+
+  // ---- views -------------------------------------------------------------------
+
+  RecordView view(const RecordRow& row) {
+    RecordView v;
+    v.id = row.id;
+    v.form = row.form;
+    v.form_version = row.form_version;
+    v.scope = row.scope;
+    v.deleted = row.visible_deleted();
+    v.version = row.version;
+    for (const auto& [name, pair] : row.synced.items()) {
+      FieldState& f = v.fields[name];
+      f.value = pair[0];
+      f.version = pair[1].get<std::int64_t>();
+    }
+    auto pend = pending(row.id);
+    v.dirty = !pend.empty();
+    for (const auto& e : pend) {
+      for (const auto& [name, value] : e.change.fields.items()) {
+        FieldState& f = v.fields[name];
+        f.value = value;
+        f.dirty = true;
+      }
+    }
+    for (auto& [field, mark] : reviews(row.id)) {
+      if (field.empty()) {
+        v.under_review = true;
+        continue;
+      }
+      FieldState& f = v.fields[field];
+      f.under_review = true;
+      f.conflict_id = mark.conflict;
+      f.my_value = std::move(mark.my_value);
+    }
+    return v;
+  }
+
+  // ---- applying a sync round trip ----------------------------------------------
+
+  void add_receipt(const Change& c, const ChangeResult& r) {
+    db->query(
+          "INSERT INTO receipts(change_id, record, status, seq, received_at) "
+          "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(change_id) DO NOTHING")
+        .bind(1, c.id)
+        .bind(2, c.record)
+        .bind(3, r.status)
+        .bind(4, r.seq)
+        .bind(5, now_text())
+        .run();
+  }
+
+  void apply_result(const ChangeResult& r) {
+    auto cid = ChangeId::parse(r.id);
+    if (!cid || cid->device_id != device_id) return;
+    auto entry = outbox_entry(cid->counter);
+    // Not in the outbox (any more): its result was applied before - a response
+    // applied twice changes nothing the second time.
+    if (!entry || entry->change.id != r.id) return;
+    const Change& c = entry->change;
+    auto row = load_record(c.record);
+    if (!row) fail(Errc::internal, "outbox change " + c.id + " has no record");
+    delete_change(entry->counter);
+    auto later = pending(c.record, entry->counter);
+
+    if (r.status == "rejected") {
+      RejectReason reason =
+          r.error.value_or(RejectReason{"internal", "rejected without a reason", ""});
+      db->query(
+            "INSERT INTO rejected(change_id, counter, record, change, code, message, field, "
+            "rejected_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(change_id) DO NOTHING")
+          .bind(1, c.id)
+          .bind(2, entry->counter)
+          .bind(3, c.record)
+          .bind(4, c.to_json().dump())
+          .bind(5, reason.code)
+          .bind(6, reason.message)
+          .bind(7, reason.field)
+          .bind(8, now_text())
+          .run();
+      if (c.op == "delete") row->local_deleted = false;
+      if (row->version == 0 && later.empty()) {
+        // A create the server refused, of a record it never had: the record goes
+        // away locally; the rejected change keeps every value the officer typed.
+        db->query("DELETE FROM records WHERE id = ?1").bind(1, row->id).run();
+      } else {
+        update_record(*row);
+      }
+      return;
+    }
+
+    std::map<std::string, std::int64_t> field_conflicts;
+    std::int64_t record_conflict = 0;  // a delete conflict: nothing of the change applied
+    std::int64_t duplicate = 0;
+    for (const auto& ref : r.conflicts) {
+      if (ref.kind == "delete")
+        record_conflict = ref.id;
+      else if (ref.kind == "field" && !ref.field.empty())
+        field_conflicts[ref.field] = ref.id;
+      else if (ref.field.empty())
+        duplicate = ref.id;
+      else
+        field_conflicts[ref.field] = ref.id;
+    }
+
+    if (c.op == "delete") {
+      if (r.status == "applied") {
+        if (r.seq > row->tomb_seq) {
+          row->server_deleted = true;
+          row->tomb_seq = r.seq;
+        }
+        row->version = std::max(row->version, r.seq);
+      } else {
+        // The server kept the record (someone changed it after this officer saw
+        // it): it is live again here, under review.
+        std::int64_t id =
+            record_conflict ? record_conflict : (r.conflicts.empty() ? 0 : r.conflicts.front().id);
+        if (id) set_review(row->id, "", id, std::nullopt);
+      }
+      row->local_deleted = false;
+    } else {
+      auto version_of = [&](const std::string& f) {
+        auto it = r.versions.find(f);
+        return it == r.versions.end() ? r.seq : it->second;
+      };
+      for (const auto& [name, value] : c.fields.items()) {
+        if (record_conflict) {
+          set_review(row->id, name, record_conflict, value);
+          continue;
+        }
+        if (auto fc = field_conflicts.find(name); fc != field_conflicts.end()) {
+          // The server value stays (it becomes visible again unless a later edit
+          // of the field is pending); the officer's value is kept for review.
+          set_review(row->id, name, fc->second, value);
+          continue;
+        }
+        std::int64_t v = version_of(name);
+        if (v > row->synced_version(name)) row->synced[name] = json::array({value, v});
+      }
+      if (record_conflict) {
+        set_review(row->id, "", record_conflict, std::nullopt);
+      } else {
+        row->version = std::max(row->version, r.seq);
+        // Rebase: a later pending change built on the same base as this one was
+        // built on top of this value, so its base moves to the new version.
+        for (auto& l : later) {
+          if (l.attempted || l.change.op != "upsert") continue;
+          bool changed = false;
+          for (const auto& [name, value] : l.change.fields.items()) {
+            if (!c.fields.contains(name) || field_conflicts.count(name)) continue;
+            if (base_of(l.change.base, name) == base_of(c.base, name)) {
+              l.change.base[name] = version_of(name);
+              changed = true;
+            }
+          }
+          if (base_of(l.change.base, "") == base_of(c.base, "")) {
+            l.change.base[""] = r.seq;
+            changed = true;
+          }
+          if (changed) update_change(l);
+        }
+      }
+    }
+    if (duplicate) set_review(row->id, "", duplicate, std::nullopt);
+    update_record(*row);
+    add_receipt(c, r);
+  }
+
+  void apply_entry(const LogEntry& e) {
+    auto existing = load_record(e.record);
+    bool is_new = !existing;
+    RecordRow row;
+    if (existing) {
+      row = std::move(*existing);
+    } else {
+      row.id = e.record;
+      row.form = e.form;
+      row.form_version = e.form_version;
+      row.scope = e.scope;
+    }
+    if (e.op == "delete" || e.op == "revive") {
+      if (e.seq > row.tomb_seq) {
+        row.server_deleted = e.op == "delete";
+        row.tomb_seq = e.seq;
+      }
+    }
+    if (e.op != "delete" && e.fields.is_object()) {
+      for (const auto& [name, value] : e.fields.items())
+        if (e.seq > row.synced_version(name)) row.synced[name] = json::array({value, e.seq});
+    }
+    row.version = std::max(row.version, e.seq);
+    row.form_version = std::max(row.form_version, e.form_version);
+    if (is_new)
+      insert_record(row);
+    else
+      update_record(row);
+    for (const auto& ref : e.conflicts) {
+      if (ref.status == "resolved")
+        clear_reviews(row.id, ref.id);
+      else
+        set_review(row.id, ref.kind == "delete" || ref.kind == "duplicate_record" ? "" : ref.field,
+                   ref.id, std::nullopt);
+    }
+    if (auto h = Hlc::parse(e.hlc); h) {
+      clock.observe(*h);
+      hlc_used = true;
+    }
+  }
+};
+
+// ---- RecordView / StoreStatus ---------------------------------------------------
+
+json RecordView::to_json() const {
+  json fs = json::object();
+  for (const auto& [name, f] : fields) {
+    json j = {{"value", f.value}, {"version", f.version}, {"dirty", f.dirty}};
+    if (f.under_review) {
+      j["under_review"] = true;
+      j["conflict"] = f.conflict_id;
+      if (f.my_value) j["my_value"] = *f.my_value;
+    }
+    fs[name] = std::move(j);
+  }
+  return {{"id", id},
+          {"form", form},
+          {"form_version", form_version},
+          {"scope", scope},
+          {"deleted", deleted},
+          {"dirty", dirty},
+          {"version", version},
+          {"under_review", under_review},
+          {"fields", std::move(fs)}};
+}
+
+json StoreStatus::to_json() const {
+  return {{"device_id", device_id},       {"schema_version", schema_version},
+          {"records", records},           {"deleted", deleted},
+          {"pending", pending},           {"rejected", rejected},
+          {"under_review", under_review}, {"cursor", cursor},
+          {"server_url", server_url},     {"user", user},
+          {"last_sync_at", last_sync_at}};
+}
+
+// ---- Store ---------------------------------------------------------------------
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
+  return guarded([&]() -> Result<std::unique_ptr<Store>> {
+    if (options.path.empty()) fail(Errc::invalid_argument, "no store path given");
+    auto impl = std::make_unique<Impl>();
+    impl->path = options.path;
+    impl->wall = options.wall_clock ? options.wall_clock : HlcClock::WallClock(system_now_ms);
+    impl->clock = HlcClock(impl->wall);
+    impl->db = Db::open(options.path, options.create);
+    sqlite3_busy_timeout(impl->db->handle(), kBusyTimeoutMs);
+    impl->open_checked();
+    return std::unique_ptr<Store>(new Store(std::move(impl)));
+  });
+}
+
+const std::string& Store::device_id() const {
+  return impl_->device_id;
+}
+
+Result<void> Store::import_form(const Form& form) {
+  return guarded([&]() -> Result<void> {
+    if (form.version < 1)
+      fail(Errc::invalid_argument, "a form to import needs a version >= 1 (as published)",
+           "version");
+    // Re-parse what will be stored, so a Form built in code is checked like a file.
+    json definition = form.to_json();
+    auto parsed = Form::parse(definition);
+    if (!parsed) return std::move(parsed).error();
+    impl_->write([&] {
+      std::optional<std::string> stored;
+      {
+        auto q = impl_->db->query("SELECT definition FROM forms WHERE id = ?1 AND version = ?2");
+        q.bind(1, form.id).bind(2, form.version);
+        if (q.step()) stored = q.text(0);
+      }
+      if (stored) {
+        auto old = Form::parse_text(*stored);
+        if (!old || !old->same_definition(form))
+          fail(Errc::invalid_argument,
+               "form " + form.id + " version " + std::to_string(form.version) +
+                   " is already imported with a different definition",
+               "version");
+        return;
+      }
+      impl_->db->query("INSERT INTO forms(id, version, definition) VALUES(?1, ?2, ?3)")
+          .bind(1, form.id)
+          .bind(2, form.version)
+          .bind(3, definition.dump())
+          .run();
+    });
+    impl_->form_cache.clear();
+    impl_->latest_form.clear();
+    return {};
+  });
+}
+
+Result<std::vector<Form>> Store::forms() const {
+  return guarded([&]() -> Result<std::vector<Form>> {
+    return impl_->read([&] {
+      std::vector<Form> out;
+      auto q = impl_->db->query(
+          "SELECT definition FROM forms f WHERE version = "
+          "(SELECT max(version) FROM forms g WHERE g.id = f.id) ORDER BY id");
+      while (q.step()) {
+        auto f = Form::parse_text(q.text_view(0));
+        if (!f) fail(Errc::corrupt, "a stored form cannot be read: " + f.error().to_string());
+        out.push_back(std::move(f).value());
+      }
+      return out;
+    });
+  });
+}
+
+Result<Form> Store::form(const std::string& id, std::optional<std::int64_t> version) const {
+  return guarded([&]() -> Result<Form> {
+    return impl_->read([&] { return Form(*impl_->form_for(id, version)); });
+  });
+}
+
+Result<std::string> Store::put(const PutRequest& request) {
+  return guarded([&]() -> Result<std::string> {
+    return impl_->write([&] { return impl_->put_locked(request); });
+  });
+}
+
+Result<std::vector<std::string>> Store::put_many(const std::vector<PutRequest>& requests) {
+  return guarded([&]() -> Result<std::vector<std::string>> {
+    return impl_->write([&] {
+      std::vector<std::string> ids;
+      ids.reserve(requests.size());
+      for (const auto& r : requests) ids.push_back(impl_->put_locked(r));
+      return ids;
+    });
+  });
+}
+
+Result<void> Store::remove(const std::string& record_id) {
+  return guarded([&]() -> Result<void> {
+    impl_->write([&] { impl_->remove_locked(record_id); });
+    return {};
+  });
+}
+
+Result<RecordView> Store::get(const std::string& record_id) const {
+  return guarded([&]() -> Result<RecordView> {
+    return impl_->read([&] {
+      auto row = impl_->load_record(lower(record_id));
+      if (!row) fail(Errc::not_found, "no record " + record_id);
+      return impl_->view(*row);
+    });
+  });
+}
+
+Result<std::vector<RecordView>> Store::list(const RecordQuery& query) const {
+  return guarded([&]() -> Result<std::vector<RecordView>> {
+    return impl_->read([&] {
+      std::vector<RecordRow> rows;
+      {
+        auto q = impl_->db->query(
+            "SELECT id, form, form_version, scope, version, server_deleted, tomb_seq, "
+            "local_deleted, synced FROM records WHERE ?1 = '' OR form = ?1 ORDER BY id");
+        q.bind(1, query.form);
+        while (q.step()) {
+          if (query.limit >= 0 && static_cast<std::int64_t>(rows.size()) >= query.limit) break;
+          // Filter on the plain columns before parsing a record's values.
+          bool deleted = q.int64(5) != 0 || q.int64(7) != 0;
+          if (!query.include_deleted && deleted) continue;
+          if (!query.scope_prefix.empty() && !scope_covers(query.scope_prefix, q.text_view(3)))
+            continue;
+          rows.push_back(read_record(q));
+        }
+      }
+      std::vector<RecordView> out;
+      out.reserve(rows.size());
+      for (const auto& r : rows) out.push_back(impl_->view(r));
+      return out;
+    });
+  });
+}
+
+Result<std::vector<OutboxEntry>> Store::outbox(std::int64_t limit) const {
+  return guarded([&]() -> Result<std::vector<OutboxEntry>> {
+    return impl_->read([&] {
+      std::vector<OutboxEntry> out;
+      auto q = impl_->db->query(
+          "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
+          "attempted, created_at FROM outbox ORDER BY counter LIMIT ?1");
+      q.bind(1, limit < 0 ? std::int64_t{-1} : limit);
+      while (q.step()) out.push_back(read_outbox(q));
+      return out;
+    });
+  });
+}
+
+Result<std::vector<Change>> Store::next_batch(std::int64_t max) {
+  return guarded([&]() -> Result<std::vector<Change>> {
+    if (max < 1) fail(Errc::invalid_argument, "a batch holds at least one change");
+    return impl_->write([&] {
+      std::vector<OutboxEntry> batch;
+      {
+        std::set<std::string> records;
+        auto q = impl_->db->query(
+            "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
+            "attempted, created_at FROM outbox ORDER BY counter LIMIT ?1");
+        q.bind(1, max);
+        while (q.step()) {
+          OutboxEntry e = read_outbox(q);
+          if (!records.insert(e.change.record).second) break;
+          batch.push_back(std::move(e));
+        }
+      }
+      std::vector<Change> out;
+      out.reserve(batch.size());
+      for (auto& e : batch) {
+        if (!e.attempted)
+          impl_->db->query("UPDATE outbox SET attempted = 1 WHERE counter = ?1")
+              .bind(1, e.counter)
+              .run();
+        out.push_back(std::move(e.change));
+      }
+      return out;
+    });
+  });
+}
+
+Result<void> Store::apply_sync(const std::vector<Change>& sent, const SyncResponse& response) {
+  return guarded([&]() -> Result<void> {
+    std::set<std::string> sent_ids;
+    for (const auto& c : sent) sent_ids.insert(c.id);
+    std::set<std::string> answered;
+    for (const auto& r : response.results) {
+      if (!sent_ids.count(r.id))
+        fail(Errc::protocol, "the server answered for change " + r.id + ", which was not sent");
+      if (!answered.insert(r.id).second)
+        fail(Errc::protocol, "the server answered twice for change " + r.id);
+      if (r.status != "applied" && r.status != "conflict" && r.status != "rejected")
+        fail(Errc::protocol, "unknown result status '" + r.status + "' for " + r.id);
+      if (r.status != "rejected" && r.seq < 1)
+        fail(Errc::protocol, "result for " + r.id + " has no seq");
+    }
+    if (response.cursor < 0) fail(Errc::protocol, "negative cursor");
+    std::vector<const LogEntry*> entries;
+    for (const auto& e : response.changes) {
+      if (e.seq < 1 || !is_uuid(e.record))
+        fail(Errc::protocol, "malformed log entry (seq " + std::to_string(e.seq) + ")");
+      if (e.op != "upsert" && e.op != "delete" && e.op != "revive")
+        fail(Errc::protocol, "unknown log entry op '" + e.op + "'");
+      if (!e.fields.is_object() && !e.fields.is_null())
+        fail(Errc::protocol, "log entry fields must be an object");
+      entries.push_back(&e);
+    }
+    std::stable_sort(entries.begin(), entries.end(),
+                     [](const LogEntry* a, const LogEntry* b) { return a->seq < b->seq; });
+
+    impl_->write([&] {
+      for (const auto& r : response.results) impl_->apply_result(r);
+      for (const LogEntry* e : entries) impl_->apply_entry(*e);
+      std::int64_t old = impl_->meta_int("cursor");
+      if (response.cursor > old) impl_->set_meta("cursor", std::to_string(response.cursor));
+      impl_->set_meta("last_sync_at", impl_->now_text());
+      impl_->db->query("DELETE FROM receipts WHERE seqno <= (SELECT max(seqno) FROM receipts) - ?1")
+          .bind(1, kReceiptsKept)
+          .run();
+    });
+    return {};
+  });
+}
+
+Result<std::int64_t> Store::cursor() const {
+  return guarded([&]() -> Result<std::int64_t> {
+    return impl_->read([&] { return impl_->meta_int("cursor"); });
+  });
+}
+
+Result<void> Store::reset_cursor() {
+  return guarded([&]() -> Result<void> {
+    impl_->write([&] { impl_->set_meta("cursor", "0"); });
+    return {};
+  });
+}
+
+Result<StoreStatus> Store::status() const {
+  return guarded([&]() -> Result<StoreStatus> {
+    return impl_->read([&] {
+      StoreStatus s;
+      s.device_id = impl_->device_id;
+      s.schema_version = static_cast<int>(impl_->pragma_int("PRAGMA user_version"));
+      auto count = [&](const char* sql) {
+        auto q = impl_->db->query(sql);
+        return q.step() ? q.int64(0) : 0;
+      };
+      s.records =
+          count("SELECT count(*) FROM records WHERE local_deleted = 0 AND server_deleted = 0");
+      s.deleted =
+          count("SELECT count(*) FROM records WHERE local_deleted != 0 OR server_deleted != 0");
+      s.pending = count("SELECT count(*) FROM outbox");
+      s.rejected = count("SELECT count(*) FROM rejected");
+      s.under_review = count("SELECT count(*) FROM (SELECT DISTINCT record, field FROM reviews)");
+      s.cursor = impl_->meta_int("cursor");
+      s.last_sync_at = impl_->meta("last_sync_at").value_or("");
+      auto setting = [&](const char* key) {
+        auto q = impl_->db->query("SELECT value FROM settings WHERE key = ?1");
+        q.bind(1, key);
+        return q.step() ? q.text(0) : std::string();
+      };
+      s.server_url = setting("server_url");
+      s.user = setting("user");
+      return s;
+    });
+  });
+}
+
+Result<std::vector<RejectedChange>> Store::rejected() const {
+  return guarded([&]() -> Result<std::vector<RejectedChange>> {
+    return impl_->read([&] {
+      std::vector<RejectedChange> out;
+      auto q = impl_->db->query(
+          "SELECT change, code, message, field, rejected_at FROM rejected ORDER BY counter");
+      while (q.step()) {
+        RejectedChange r;
+        auto c = decode_change(parse_stored(q.text_view(0), "rejected change"));
+        if (!c)
+          fail(Errc::corrupt, "a stored rejected change cannot be read: " + c.error().to_string());
+        r.change = std::move(c).value();
+        r.reason = RejectReason{q.text(1), q.text(2), q.text(3)};
+        r.rejected_at = q.text(4);
+        out.push_back(std::move(r));
+      }
+      return out;
+    });
+  });
+}
+
+Result<void> Store::discard_rejected(const std::string& change_id) {
+  return guarded([&]() -> Result<void> {
+    impl_->write([&] {
+      impl_->db->query("DELETE FROM rejected WHERE change_id = ?1").bind(1, change_id).run();
+      if (sqlite3_changes(impl_->db->handle()) == 0)
+        fail(Errc::not_found, "no rejected change " + change_id);
+    });
+    return {};
+  });
+}
+
+Result<std::vector<Receipt>> Store::receipts(std::int64_t limit) const {
+  return guarded([&]() -> Result<std::vector<Receipt>> {
+    return impl_->read([&] {
+      std::vector<Receipt> out;
+      auto q = impl_->db->query(
+          "SELECT change_id, record, status, seq, received_at FROM receipts "
+          "ORDER BY seqno DESC LIMIT ?1");
+      q.bind(1, limit < 0 ? std::int64_t{-1} : limit);
+      while (q.step())
+        out.push_back(Receipt{q.text(0), q.text(1), q.text(2), q.int64(3), q.text(4)});
+      return out;
+    });
+  });
+}
+
+Result<void> Store::set_setting(const std::string& key, const std::string& value) {
+  return guarded([&]() -> Result<void> {
+    if (key.empty()) fail(Errc::invalid_argument, "a setting needs a name");
+    impl_->write([&] {
+      impl_->db
+          ->query(
+              "INSERT INTO settings(key, value) VALUES(?1, ?2) "
+              "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+          .bind(1, key)
+          .bind(2, value)
+          .run();
+    });
+    return {};
+  });
+}
+
+Result<std::optional<std::string>> Store::setting(const std::string& key) const {
+  return guarded([&]() -> Result<std::optional<std::string>> {
+    return impl_->read([&]() -> std::optional<std::string> {
+      auto q = impl_->db->query("SELECT value FROM settings WHERE key = ?1");
+      q.bind(1, key);
+      if (!q.step()) return std::nullopt;
+      return q.text(0);
+    });
+  });
+}
+
+}  // namespace fieldsync

@@ -1,0 +1,238 @@
+// The sync engine (sync.hpp): login, and design.md's sync cycle over a Transport -
+// push a batch of the outbox and pull the log in one round trip, apply both in one
+// store transaction, repeat - with retries, backoff and cancellation.
+#include "fieldsync/sync.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <random>
+#include <thread>
+
+namespace fieldsync {
+namespace {
+
+constexpr std::chrono::milliseconds kSleepSlice{50};
+
+bool cancelled(const SyncOptions& o) {
+  return o.cancel && o.cancel->load(std::memory_order_relaxed);
+}
+
+// The error a non-2xx answer stands for: the wire code from the error body when
+// there is one, else the HTTP status class.
+Error error_from_response(const HttpResponse& resp) {
+  std::string code, message, field;
+  json body = json::parse(resp.body, nullptr, false);
+  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
+    const json& e = body["error"];
+    if (e.contains("code") && e["code"].is_string()) code = e["code"].get<std::string>();
+    if (e.contains("message") && e["message"].is_string())
+      message = e["message"].get<std::string>();
+    if (e.contains("field") && e["field"].is_string()) field = e["field"].get<std::string>();
+  }
+  Errc errc = Errc::protocol;
+  if (!code.empty()) {
+    errc = errc_from_wire_code(code);
+  } else if (resp.status == 401) {
+    errc = Errc::unauthorized;
+  } else if (resp.status == 403) {
+    errc = Errc::forbidden;
+  } else if (resp.status == 413) {
+    errc = Errc::payload_too_large;
+  } else if (resp.status == 429) {
+    errc = Errc::throttled;
+  } else if (resp.status >= 500) {
+    errc = Errc::server;
+  }
+  // The HTTP status wins over an unexpected body for the classes that decide
+  // whether to retry.
+  if (resp.status == 429) errc = Errc::throttled;
+  if (resp.status >= 500) errc = Errc::server;
+  if (message.empty()) message = "the server answered HTTP " + std::to_string(resp.status);
+  return Error(errc, "server: " + message, field);
+}
+
+// Seconds from a Retry-After header; HTTP dates are not used by fieldsync servers
+// and fall back to the backoff.
+std::optional<std::chrono::milliseconds> retry_after(const HttpResponse& resp) {
+  std::string v = resp.header("Retry-After");
+  std::int64_t secs = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), secs);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || secs < 0) return std::nullopt;
+  return std::chrono::milliseconds(std::min<std::int64_t>(secs, 24 * 3600) * 1000);
+}
+
+class Backoff {
+ public:
+  explicit Backoff(const SyncOptions& o)
+      : o_(o), rng_(o.jitter_seed ? o.jitter_seed : std::random_device{}()) {}
+
+  // Exponential with "equal jitter": half the step fixed, half random, so retries
+  // of many phones after an outage spread out.
+  std::chrono::milliseconds delay(int attempt) {
+    auto step = o_.backoff_initial.count();
+    for (int i = 1; i < attempt && step < o_.backoff_max.count(); ++i) step *= 2;
+    step = std::min<std::int64_t>(step, o_.backoff_max.count());
+    std::uniform_int_distribution<std::int64_t> jitter(0, step / 2);
+    return std::chrono::milliseconds(step - step / 2 + jitter(rng_));
+  }
+
+ private:
+  const SyncOptions& o_;
+  std::mt19937_64 rng_;
+};
+
+// Sleeps in small slices so cancellation is noticed quickly. False if cancelled.
+bool sleep_for(const SyncOptions& o, std::chrono::milliseconds total) {
+  while (total.count() > 0) {
+    if (cancelled(o)) return false;
+    auto slice = std::min(total, kSleepSlice);
+    if (o.sleep)
+      o.sleep(slice);
+    else
+      std::this_thread::sleep_for(slice);
+    total -= slice;
+  }
+  return !cancelled(o);
+}
+
+}  // namespace
+
+Result<LoginResponse> login(Store& store, Transport& transport, const std::string& username,
+                            const std::string& password, std::chrono::milliseconds timeout) {
+  HttpRequest req;
+  req.method = "POST";
+  req.target = "/v1/login";
+  req.headers = {{"Content-Type", "application/json"}, {"Accept", "application/json"}};
+  req.body =
+      json{{"username", username}, {"password", password}, {"device_id", store.device_id()}}.dump();
+  auto resp = transport.send(req, timeout);
+  if (!resp) return std::move(resp).error();
+  if (resp->status != 200) return error_from_response(*resp);
+  json body = json::parse(resp->body, nullptr, false);
+  if (body.is_discarded()) return Error(Errc::protocol, "the login answer is not JSON");
+  auto login = LoginResponse::from_json(body);
+  if (!login) return std::move(login).error();
+  const LoginResponse& l = login.value();
+  for (auto [key, value] : {std::pair<const char*, std::string>{"token", l.token},
+                            {"token_expires_at", l.expires_at},
+                            {"user", l.user.username},
+                            {"role", l.user.role},
+                            {"scopes", json(l.user.scopes).dump()},
+                            {"features", json(l.features).dump()}}) {
+    if (auto r = store.set_setting(key, value); !r) return r.error();
+  }
+  return login;
+}
+
+Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions& options) {
+  auto token = store.setting("token");
+  if (!token) return std::move(token).error();
+  if (!token.value() || token.value()->empty())
+    return Error(Errc::unauthorized, "not logged in: no session token in the store");
+  if (options.batch_size < 1 || options.pull_limit < 0 || options.max_attempts < 1)
+    return Error(Errc::invalid_argument,
+                 "batch_size, pull_limit and max_attempts must be positive");
+
+  SyncProgress progress;
+  Backoff backoff(options);
+  std::int64_t batch_size = options.batch_size;
+  bool cursor_was_reset = false;
+  auto cur = store.cursor();
+  if (!cur) return std::move(cur).error();
+  progress.cursor = cur.value();
+
+  for (;;) {
+    if (cancelled(options)) return Error(Errc::cancelled, "sync cancelled");
+    auto batch = store.next_batch(batch_size);
+    if (!batch) return std::move(batch).error();
+
+    HttpRequest req;
+    req.method = "POST";
+    req.target = "/v1/sync";
+    req.headers = {{"Authorization", "Bearer " + *token.value()},
+                   {"Content-Type", "application/json"},
+                   {"Accept", "application/json"},
+                   {"User-Agent", options.user_agent}};
+    req.body =
+        SyncRequest::encode(store.device_id(), batch.value(), progress.cursor, options.pull_limit)
+            .dump();
+
+    // One round trip, retried on transient failures with the same request: a
+    // change that reached the server before the answer was lost is replayed there.
+    std::optional<SyncResponse> answer;
+    bool restart = false;
+    for (int attempt = 1; !answer && !restart; ++attempt) {
+      if (cancelled(options)) return Error(Errc::cancelled, "sync cancelled");
+      progress.bytes_up += static_cast<std::int64_t>(req.body.size());
+      auto resp = transport.send(req, options.attempt_timeout);
+      Error failure;
+      std::optional<std::chrono::milliseconds> wait;
+      if (!resp) {
+        failure = std::move(resp).error();
+      } else {
+        progress.bytes_down += static_cast<std::int64_t>(resp->body.size());
+        if (resp->status == 200) {
+          json body = json::parse(resp->body, nullptr, false);
+          if (body.is_discarded()) return Error(Errc::protocol, "the sync answer is not JSON");
+          auto decoded = SyncResponse::from_json(body);
+          if (!decoded) return std::move(decoded).error();
+          answer = std::move(decoded).value();
+          break;
+        }
+        failure = error_from_response(*resp);
+        if (failure.code == Errc::cursor_ahead && !cursor_was_reset) {
+          // The server's log ends before our cursor (restored from a backup):
+          // pull from the start again; entries apply idempotently by version.
+          if (auto r = store.reset_cursor(); !r) return r.error();
+          progress.cursor = 0;
+          cursor_was_reset = true;
+          restart = true;
+          continue;
+        }
+        if (failure.code == Errc::payload_too_large && batch->size() > 1) {
+          // Resend a smaller prefix of the same outbox (same ids, same content).
+          batch_size = std::max<std::int64_t>(1, static_cast<std::int64_t>(batch->size()) / 2);
+          restart = true;
+          continue;
+        }
+        if (resp->status == 429) wait = retry_after(*resp);
+      }
+      if (!errc_is_transient(failure.code)) return failure;
+      if (attempt >= options.max_attempts) return failure;
+      ++progress.retries;
+      if (!sleep_for(options, wait.value_or(backoff.delay(attempt))))
+        return Error(Errc::cancelled, "sync cancelled");
+    }
+    if (restart) continue;
+
+    const SyncResponse& resp = *answer;
+    if (!batch->empty() && resp.results.empty())
+      return Error(Errc::protocol, "the server answered a push without any result");
+    if (auto r = store.apply_sync(batch.value(), resp); !r) return r.error();
+    ++progress.round_trips;
+    progress.sent += static_cast<std::int64_t>(resp.results.size());
+    for (const auto& r : resp.results) {
+      if (r.status == "applied") ++progress.applied;
+      if (r.status == "conflict") ++progress.conflicts;
+      if (r.status == "rejected") ++progress.rejected;
+    }
+    progress.received += static_cast<std::int64_t>(resp.changes.size());
+    std::int64_t before = progress.cursor;
+    auto stored = store.cursor();
+    if (!stored) return std::move(stored).error();
+    progress.cursor = stored.value();
+    if (options.on_progress) options.on_progress(progress);
+
+    // Done when the server has no more and nothing is left to push: the pull in
+    // this round trip already ran after its push, so no extra empty round is needed.
+    if (!resp.more) {
+      auto rest = store.outbox(1);
+      if (!rest) return std::move(rest).error();
+      if (rest->empty()) return progress;
+    }
+    if (batch->empty() && resp.changes.empty() && progress.cursor <= before)
+      return Error(Errc::protocol, "the server says there is more but sends nothing new");
+  }
+}
+
+}  // namespace fieldsync

@@ -1,0 +1,424 @@
+// Applying a sync round trip (Store::apply_sync): each result status, rebasing of
+// later changes, pulled entries, review marks, the cursor, and malformed answers.
+#include "fieldsync/ids.hpp"
+#include "store_fixture.hpp"
+
+using namespace fieldsync;
+using namespace fieldsync::testing;
+using namespace fieldsync::store_tests;
+
+namespace {
+
+ChangeResult result(const Change& c, std::string status, std::int64_t seq, VersionMap versions = {},
+                    std::vector<ConflictRef> conflicts = {}) {
+  ChangeResult r;
+  r.id = c.id;
+  r.status = std::move(status);
+  r.seq = seq;
+  if (versions.empty() && r.status == "applied")
+    for (const auto& [k, v] : c.fields.items()) versions[k] = seq;
+  r.versions = std::move(versions);
+  r.conflicts = std::move(conflicts);
+  return r;
+}
+
+ChangeResult rejection(const Change& c, std::string code, std::string field = {}) {
+  ChangeResult r;
+  r.id = c.id;
+  r.status = "rejected";
+  r.error = RejectReason{std::move(code), "refused", std::move(field)};
+  return r;
+}
+
+LogEntry entry(std::int64_t seq, const std::string& record, std::string op,
+               json fields = json::object(), std::vector<ConflictRef> conflicts = {}) {
+  LogEntry e;
+  e.seq = seq;
+  e.record = record;
+  e.form = "survey";
+  e.form_version = 1;
+  e.scope = "14.03.01.2001";
+  e.op = std::move(op);
+  e.fields = std::move(fields);
+  e.origin = "other-device:" + std::to_string(seq);
+  e.hlc = "2026-11-28T09:14:03.120Z/0003";
+  e.conflicts = std::move(conflicts);
+  return e;
+}
+
+SyncResponse response(std::vector<ChangeResult> results, std::vector<LogEntry> entries = {},
+                      std::int64_t cursor = 0) {
+  SyncResponse r;
+  r.results = std::move(results);
+  r.changes = std::move(entries);
+  r.cursor = cursor;
+  return r;
+}
+
+// A store with one synced record (name="x" v10, count=1 v10; record version 10).
+struct Synced {
+  TempDir dir;
+  std::unique_ptr<Store> s = open_with_form(dir.file("a.db"));
+  std::string id;
+  Synced() {
+    id = *s->put(new_record({{"name", "x"}, {"count", 1}}));
+    auto batch = *s->next_batch(10);
+    REQUIRE(s->apply_sync(batch, response({result(batch[0], "applied", 10)}, {}, 10)).ok());
+  }
+  Change push_one() {
+    auto batch = *s->next_batch(10);
+    REQUIRE(batch.size() == 1);
+    return batch[0];
+  }
+};
+
+}  // namespace
+
+TEST_CASE("applied: the change leaves the outbox and its values become synced", "[core][apply]") {
+  Synced t;
+  auto rec = t.s->get(t.id);
+  REQUIRE(rec.ok());
+  CHECK_FALSE(rec->dirty);
+  CHECK(rec->version == 10);
+  CHECK(rec->fields.at("name").value == "x");
+  CHECK(rec->fields.at("name").version == 10);
+  CHECK_FALSE(rec->fields.at("name").dirty);
+  CHECK(t.s->outbox()->empty());
+  auto receipts = t.s->receipts();
+  REQUIRE(receipts->size() == 1);
+  CHECK(receipts->at(0).status == "applied");
+  CHECK(receipts->at(0).seq == 10);
+  CHECK(receipts->at(0).record == t.id);
+  CHECK(*t.s->cursor() == 10);
+
+  SECTION("the next edit carries the synced versions as its base") {
+    REQUIRE(t.s->put(edit(t.id, {{"count", 2}, {"ok", true}})).ok());
+    auto c = t.s->outbox()->at(0).change;
+    CHECK(c.base == VersionMap{{"", 10}, {"count", 10}, {"ok", 0}});
+  }
+  SECTION("a version below seq (value was already equal) is taken as given") {
+    REQUIRE(t.s->put(edit(t.id, {{"count", 1}, {"ok", true}})).ok());
+    auto c = t.push_one();
+    REQUIRE(t.s->apply_sync({c}, response({result(c, "applied", 12, {{"count", 10}, {"ok", 12}})}))
+                .ok());
+    auto r = t.s->get(t.id);
+    CHECK(r->fields.at("count").version == 10);
+    CHECK(r->fields.at("ok").version == 12);
+    CHECK(r->version == 12);
+  }
+}
+
+TEST_CASE("applied: a later pending edit stays visible and is rebased", "[core][apply][rebase]") {
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"count", 2}, {"note", "a"}})).ok());
+  auto sent = t.push_one();  // base count=10, note=0
+  REQUIRE(t.s->put(edit(t.id, {{"count", 3}, {"ok", true}})).ok());
+  auto later = t.s->outbox()->at(1).change;
+  CHECK(later.base == VersionMap{{"", 10}, {"count", 10}, {"ok", 0}});
+
+  REQUIRE(t.s->apply_sync({sent}, response({result(sent, "applied", 20)})).ok());
+  auto out = t.s->outbox();
+  REQUIRE(out->size() == 1);
+  // count was built on top of this officer's own value: its base moves to 20; ok
+  // was never in the applied change and keeps its base.
+  CHECK(out->at(0).change.base == VersionMap{{"", 20}, {"count", 20}, {"ok", 0}});
+  CHECK(out->at(0).change.id == later.id);
+  auto rec = t.s->get(t.id);
+  CHECK(rec->fields.at("count").value == 3);
+  CHECK(rec->fields.at("count").dirty);
+  CHECK(rec->fields.at("count").version == 20);
+  CHECK(rec->fields.at("note").value == "a");
+  CHECK_FALSE(rec->fields.at("note").dirty);
+  CHECK(rec->dirty);
+}
+
+TEST_CASE("a dirty field keeps the base the officer edited on, even after a pull",
+          "[core][apply][rebase]") {
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"count", 2}})).ok());
+  auto sent = t.push_one();
+  // Another officer's value of count arrives while ours is pending.
+  REQUIRE(t.s->apply_sync({}, response({}, {entry(15, t.id, "upsert", {{"count", 7}})}, 15)).ok());
+  auto rec = t.s->get(t.id);
+  CHECK(rec->fields.at("count").value == 2);  // pulled value does not overwrite the edit
+  CHECK(rec->fields.at("count").dirty);
+  CHECK(rec->fields.at("count").version == 15);
+  // A second edit of count is still built on version 10: the officer never saw 7.
+  REQUIRE(t.s->put(edit(t.id, {{"count", 4}})).ok());
+  CHECK(t.s->outbox()->at(1).change.base.at("count") == 10);
+
+  SECTION("the first edit conflicts: the later one keeps its base and joins the conflict") {
+    REQUIRE(t.s->apply_sync({sent}, response({result(sent, "conflict", 16, {{"count", 15}},
+                                                     {{3, "field", "count", ""}})}))
+                .ok());
+    CHECK(t.s->outbox()->at(0).change.base.at("count") == 10);
+    rec = t.s->get(t.id);
+    CHECK(rec->fields.at("count").value == 4);  // the later edit is still pending
+    CHECK(rec->fields.at("count").under_review);
+    CHECK(rec->fields.at("count").my_value == json(2));
+  }
+}
+
+TEST_CASE("conflict: the server value shows, the officer's value waits for review",
+          "[core][apply][conflict]") {
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"count", 5}, {"note", "n"}})).ok());
+  auto c = t.push_one();
+  REQUIRE(t.s->apply_sync({c}, response({result(c, "conflict", 21, {{"count", 18}, {"note", 21}},
+                                                {{77, "field", "count", ""}})},
+                                        {entry(18, t.id, "upsert", {{"count", 9}})}, 21))
+              .ok());
+  auto rec = t.s->get(t.id);
+  const auto& count = rec->fields.at("count");
+  CHECK(count.value == 9);
+  CHECK(count.version == 18);
+  CHECK_FALSE(count.dirty);
+  CHECK(count.under_review);
+  CHECK(count.conflict_id == 77);
+  CHECK(count.my_value == json(5));
+  CHECK(rec->fields.at("note").value == "n");  // applied
+  CHECK(rec->fields.at("note").version == 21);
+  CHECK_FALSE(rec->under_review);
+  CHECK(t.s->outbox()->empty());
+  CHECK(t.s->receipts()->at(0).status == "conflict");
+  CHECK(t.s->status()->under_review == 1);
+  auto j = rec->to_json();
+  CHECK(j["fields"]["count"]["my_value"] == 5);
+  CHECK(j["fields"]["count"]["conflict"] == 77);
+
+  SECTION("a pulled resolution clears the mark") {
+    ConflictRef resolved{77, "field", "count", "resolved"};
+    REQUIRE(t.s->apply_sync(
+                   {}, response({}, {entry(30, t.id, "upsert", {{"count", 5}}, {resolved})}, 30))
+                .ok());
+    rec = t.s->get(t.id);
+    CHECK(rec->fields.at("count").value == 5);
+    CHECK_FALSE(rec->fields.at("count").under_review);
+    CHECK_FALSE(rec->fields.at("count").my_value);
+    CHECK(t.s->status()->under_review == 0);
+  }
+}
+
+TEST_CASE("delete results", "[core][apply][delete]") {
+  Synced t;
+  REQUIRE(t.s->remove(t.id).ok());
+  auto d = t.push_one();
+  CHECK(d.base == VersionMap{{"", 10}});
+
+  SECTION("applied: a tombstone") {
+    REQUIRE(t.s->apply_sync({d}, response({result(d, "applied", 11)})).ok());
+    auto rec = t.s->get(t.id);
+    CHECK(rec->deleted);
+    CHECK(rec->version == 11);
+    CHECK_FALSE(rec->dirty);
+    CHECK(t.s->status()->deleted == 1);
+  }
+  SECTION("conflict: the record is live again and under review") {
+    REQUIRE(t.s->apply_sync({d}, response({result(d, "conflict", 12, {}, {{5, "delete", "", ""}})}))
+                .ok());
+    auto rec = t.s->get(t.id);
+    CHECK_FALSE(rec->deleted);
+    CHECK(rec->under_review);
+    CHECK(t.s->put(edit(t.id, {{"count", 2}})).ok());
+  }
+  SECTION("rejected: the record is live again, the delete is kept with its reason") {
+    REQUIRE(t.s->apply_sync({d}, response({rejection(d, "forbidden")})).ok());
+    CHECK_FALSE(t.s->get(t.id)->deleted);
+    auto rej = t.s->rejected();
+    REQUIRE(rej->size() == 1);
+    CHECK(rej->at(0).change == d);
+    CHECK(rej->at(0).reason.code == "forbidden");
+  }
+}
+
+TEST_CASE("an edit of a record deleted on the server opens a delete conflict",
+          "[core][apply][delete]") {
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"count", 8}})).ok());
+  auto c = t.push_one();
+  REQUIRE(t.s->apply_sync({c}, response({result(c, "conflict", 13, {{"count", 10}},
+                                                {{6, "delete", "", ""}})},
+                                        {entry(12, t.id, "delete")}, 13))
+              .ok());
+  auto rec = t.s->get(t.id);
+  CHECK(rec->deleted);  // the server's state
+  CHECK(rec->under_review);
+  CHECK(rec->fields.at("count").value == 1);  // nothing of the change applied
+  CHECK(rec->fields.at("count").my_value == json(8));
+  CHECK(rec->fields.at("count").conflict_id == 6);
+
+  SECTION("kept by an admin: revived, marks cleared") {
+    ConflictRef resolved{6, "delete", "", "resolved"};
+    REQUIRE(t.s->apply_sync({}, response({},
+                                         {entry(14, t.id, "revive", {{"name", "x"}, {"count", 1}},
+                                                {resolved})},
+                                         14))
+                .ok());
+    rec = t.s->get(t.id);
+    CHECK_FALSE(rec->deleted);
+    CHECK_FALSE(rec->under_review);
+    CHECK_FALSE(rec->fields.at("count").under_review);
+    CHECK(rec->fields.at("count").version == 14);
+  }
+}
+
+TEST_CASE("duplicate_record marks the record under review; the change was applied",
+          "[core][apply][conflict]") {
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"name", "y"}})).ok());
+  auto c = t.push_one();
+  REQUIRE(t.s->apply_sync(
+                 {c}, response({result(c, "applied", 14, {}, {{9, "duplicate_record", "", ""}})}))
+              .ok());
+  auto rec = t.s->get(t.id);
+  CHECK(rec->under_review);
+  CHECK(rec->fields.at("name").value == "y");
+  CHECK(rec->fields.at("name").version == 14);
+}
+
+TEST_CASE("rejected: the change is kept with its reason and the value reverts",
+          "[core][apply][rejected]") {
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"count", 50}})).ok());
+  auto c = t.push_one();
+  REQUIRE(t.s->apply_sync({c}, response({rejection(c, "validation", "count")})).ok());
+  auto rec = t.s->get(t.id);
+  CHECK(rec->fields.at("count").value == 1);
+  CHECK_FALSE(rec->fields.at("count").dirty);
+  CHECK(t.s->outbox()->empty());
+  auto rej = t.s->rejected();
+  REQUIRE(rej->size() == 1);
+  CHECK(rej->at(0).change == c);
+  CHECK(rej->at(0).reason == RejectReason{"validation", "refused", "count"});
+  CHECK(parse_rfc3339_ms(rej->at(0).rejected_at).ok());
+  CHECK(t.s->status()->rejected == 1);
+
+  CHECK(t.s->discard_rejected("nope:1").error().code == Errc::not_found);
+  REQUIRE(t.s->discard_rejected(c.id).ok());
+  CHECK(t.s->rejected()->empty());
+}
+
+TEST_CASE("a rejected create of a record the server never had disappears locally",
+          "[core][apply][rejected]") {
+  TempDir dir;
+  auto s = open_with_form(dir.file("a.db"));
+  auto id = *s->put(new_record({{"name", "secret"}, {"count", 3}}));
+  auto batch = *s->next_batch(5);
+  REQUIRE(s->apply_sync(batch, response({rejection(batch[0], "forbidden")})).ok());
+  CHECK(s->get(id).error().code == Errc::not_found);
+  CHECK(s->list({"", "", true, -1})->empty());
+  auto rej = s->rejected();
+  REQUIRE(rej->size() == 1);
+  CHECK(rej->at(0).change.fields == json({{"name", "secret"}, {"count", 3}}));
+  // The officer can save it again under the same id.
+  PutRequest again = new_record({{"name", "secret"}});
+  again.record = id;
+  CHECK(s->put(again).ok());
+}
+
+TEST_CASE("pulled entries", "[core][apply][pull]") {
+  TempDir dir;
+  auto s = open_with_form(dir.file("a.db"));
+  std::string r = new_uuid_v7();
+
+  REQUIRE(s->apply_sync({}, response({}, {entry(3, r, "upsert", {{"name", "n"}, {"count", 4}})}, 3))
+              .ok());
+  auto rec = s->get(r);
+  REQUIRE(rec.ok());
+  CHECK(rec->form == "survey");
+  CHECK(rec->scope == "14.03.01.2001");
+  CHECK(rec->version == 3);
+  CHECK(rec->fields.at("count").value == 4);
+  CHECK(rec->fields.at("count").version == 3);
+  CHECK_FALSE(rec->dirty);
+
+  SECTION("entries apply in seq order and older values never win") {
+    REQUIRE(s->apply_sync({}, response({},
+                                       {entry(6, r, "upsert", {{"count", 6}}),
+                                        entry(5, r, "upsert", {{"count", 5}, {"ok", true}})},
+                                       6))
+                .ok());
+    rec = s->get(r);
+    CHECK(rec->fields.at("count").value == 6);
+    CHECK(rec->fields.at("ok").value == true);
+    CHECK(rec->version == 6);
+  }
+  SECTION("delete then revive") {
+    REQUIRE(s->apply_sync({}, response({}, {entry(4, r, "delete")}, 4)).ok());
+    CHECK(s->get(r)->deleted);
+    CHECK(s->put(edit(r, {{"count", 1}})).error().code == Errc::deleted);
+    REQUIRE(s->apply_sync({}, response({}, {entry(7, r, "revive", {{"name", "n"}})}, 7)).ok());
+    CHECK_FALSE(s->get(r)->deleted);
+    CHECK(s->get(r)->fields.at("name").version == 7);
+  }
+  SECTION("open and resolved conflict marks from the log") {
+    REQUIRE(s->apply_sync({}, response({},
+                                       {entry(4, r, "upsert", {},
+                                              {{40, "field", "count", "open"},
+                                               {41, "duplicate_record", "", "open"}})},
+                                       4))
+                .ok());
+    rec = s->get(r);
+    CHECK(rec->under_review);
+    CHECK(rec->fields.at("count").under_review);
+    CHECK(rec->fields.at("count").conflict_id == 40);
+    CHECK_FALSE(rec->fields.at("count").my_value);
+    REQUIRE(s->apply_sync({}, response({},
+                                       {entry(5, r, "upsert", {{"count", 1}},
+                                              {{40, "field", "count", "resolved"}})},
+                                       5))
+                .ok());
+    rec = s->get(r);
+    CHECK_FALSE(rec->fields.at("count").under_review);
+    CHECK(rec->under_review);
+  }
+  SECTION("the cursor never goes down, except by reset_cursor") {
+    REQUIRE(s->apply_sync({}, response({}, {}, 2)).ok());
+    CHECK(*s->cursor() == 3);
+    REQUIRE(s->apply_sync({}, response({}, {}, 9)).ok());
+    CHECK(*s->cursor() == 9);
+    REQUIRE(s->reset_cursor().ok());
+    CHECK(*s->cursor() == 0);
+    CHECK_FALSE(s->status()->last_sync_at.empty());
+  }
+}
+
+TEST_CASE("malformed answers are refused and change nothing", "[core][apply][protocol]") {
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"count", 2}})).ok());
+  auto c = t.push_one();
+  Change stranger = c;
+  stranger.id = t.s->device_id() + ":999";
+  auto before_out = t.s->outbox();
+
+  std::vector<SyncResponse> bad;
+  bad.push_back(
+      response({result(stranger, "applied", 30)}, {entry(30, t.id, "upsert", {{"count", 9}})}, 30));
+  bad.push_back(response({result(c, "applied", 30), result(c, "applied", 30)}, {}, 30));
+  bad.push_back(response({result(c, "weird", 30)}, {}, 30));
+  bad.push_back(response({result(c, "applied", 0)}, {}, 30));
+  bad.push_back(response({result(c, "applied", 30)}, {entry(31, "not-a-uuid", "upsert")}, 31));
+  bad.push_back(response({result(c, "applied", 30)}, {entry(31, t.id, "explode")}, 31));
+  for (const auto& resp : bad) {
+    auto r = t.s->apply_sync({c}, resp);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::protocol);
+  }
+  CHECK(t.s->outbox()->size() == before_out->size());
+  CHECK(*t.s->cursor() == 10);
+  CHECK(t.s->get(t.id)->fields.at("count").value == 2);
+}
+
+TEST_CASE("applying the same answer twice changes nothing the second time", "[core][apply]") {
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"count", 2}})).ok());
+  auto c = t.push_one();
+  auto resp = response({result(c, "applied", 11)}, {entry(11, t.id, "upsert", {{"count", 2}})}, 11);
+  REQUIRE(t.s->apply_sync({c}, resp).ok());
+  auto once = t.s->get(t.id)->to_json();
+  auto receipts = t.s->receipts()->size();
+  REQUIRE(t.s->apply_sync({c}, resp).ok());
+  CHECK(t.s->get(t.id)->to_json() == once);
+  CHECK(t.s->receipts()->size() == receipts);
+  CHECK(t.s->outbox()->empty());
+}

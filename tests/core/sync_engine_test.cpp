@@ -1,0 +1,337 @@
+// The sync engine (sync.hpp) over an in-memory transport to the reference server:
+// login, full syncs, retries with backoff on 503 / 429 / transport errors, a lost
+// answer replayed, cancellation, progress reports, and errors that stop the sync.
+#include <atomic>
+#include <numeric>
+
+#include "reference_server.hpp"
+#include "store_fixture.hpp"
+#include "support/memory_transport.hpp"
+
+#include "fieldsync/sync.hpp"
+
+using namespace fieldsync;
+using namespace fieldsync::testing;
+using namespace fieldsync::store_tests;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Rig {
+  TempDir dir;
+  ReferenceServer server{{survey_form()}};
+  std::unique_ptr<Store> store = open_with_form(dir.file("device.db"));
+  // Faults to inject, consumed one per request before the server sees it.
+  std::vector<std::function<std::optional<Result<HttpResponse>>(const HttpRequest&)>> faults;
+  MemoryTransport transport{[this](const HttpRequest& r) -> Result<HttpResponse> {
+    if (!faults.empty()) {
+      auto f = faults.front();
+      faults.erase(faults.begin());
+      if (auto answer = f(r)) return *answer;
+    }
+    return server.handle(r);
+  }};
+  std::vector<std::chrono::milliseconds> slept;
+  SyncOptions options;
+
+  Rig() {
+    options.sleep = [this](std::chrono::milliseconds d) { slept.push_back(d); };
+    options.jitter_seed = 7;
+    options.backoff_initial = 200ms;
+    REQUIRE(login(*store, transport, "officer.bantan", "secret").ok());
+    transport.requests.clear();
+  }
+  void save(int n) {
+    for (int i = 0; i < n; ++i)
+      REQUIRE(store->put(new_record({{"name", "r" + std::to_string(i)}})).ok());
+  }
+  std::int64_t total_sleep() const {
+    return std::accumulate(
+        slept.begin(), slept.end(), std::int64_t{0},
+        [](std::int64_t a, std::chrono::milliseconds d) { return a + d.count(); });
+  }
+};
+
+HttpResponse status_only(int status, std::string code, std::string retry_after = {}) {
+  HttpResponse r;
+  r.status = status;
+  r.body = error_body(code, "injected").dump();
+  if (!retry_after.empty()) r.headers.push_back({"retry-after", retry_after});
+  return r;
+}
+
+auto fail_with(HttpResponse r) {
+  return [r](const HttpRequest&) -> std::optional<Result<HttpResponse>> {
+    return Result<HttpResponse>(r);
+  };
+}
+auto drop(Errc code) {
+  return [code](const HttpRequest&) -> std::optional<Result<HttpResponse>> {
+    return Result<HttpResponse>(Error(code, "injected"));
+  };
+}
+
+}  // namespace
+
+TEST_CASE("login stores the session; wrong credentials are refused", "[core][sync][login]") {
+  TempDir dir;
+  ReferenceServer server;
+  auto store = open_with_form(dir.file("a.db"));
+  MemoryTransport t([&](const HttpRequest& r) -> Result<HttpResponse> { return server.handle(r); });
+
+  auto bad = login(*store, t, "officer", "wrong");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == Errc::unauthorized);
+  CHECK_FALSE(store->setting("token")->has_value());
+
+  auto ok = login(*store, t, "officer", "secret", 5s);
+  REQUIRE(ok.ok());
+  CHECK(ok->token == server.token);
+  CHECK(store->setting("token")->value() == server.token);
+  CHECK(store->setting("user")->value() == "officer");
+  CHECK(store->setting("role")->value() == "officer");
+  CHECK(json::parse(store->setting("scopes")->value()) == json({"14"}));
+  CHECK(store->status()->user == "officer");
+  const HttpRequest& req = t.requests.back();
+  CHECK(req.target == "/v1/login");
+  CHECK(json::parse(req.body)["device_id"] == store->device_id());
+  CHECK(t.timeouts.back() == 5s);
+
+  MemoryTransport throttled([&](const HttpRequest&) -> Result<HttpResponse> {
+    return status_only(429, "too_many_requests", "30");
+  });
+  CHECK(login(*store, throttled, "officer", "secret").error().code == Errc::throttled);
+}
+
+TEST_CASE("sync pushes everything and pulls until the server has no more", "[core][sync]") {
+  Rig rig;
+  rig.save(7);
+  // Another device's entries to pull.
+  ReferenceServer& server = rig.server;
+  std::vector<Change> other;
+  for (int i = 0; i < 5; ++i) {
+    Change c;
+    c.id = "other-device:" + std::to_string(i + 1);
+    c.record = "0193a1c2-0000-7000-8000-00000000000" + std::to_string(i);
+    c.form = "survey";
+    c.form_version = 1;
+    c.scope = "14.03.02";
+    c.fields = {{"name", "theirs"}};
+    c.hlc = "2026-11-28T09:14:03.120Z/0001";
+    other.push_back(c);
+  }
+  server.sync("other-device", other, 0, 0);
+
+  std::vector<SyncProgress> reports;
+  rig.options.batch_size = 3;
+  rig.options.pull_limit = 4;
+  rig.options.on_progress = [&](const SyncProgress& p) { reports.push_back(p); };
+  auto p = sync(*rig.store, rig.transport, rig.options);
+  REQUIRE(p.ok());
+  CHECK(p->sent == 7);
+  CHECK(p->applied == 7);
+  CHECK(p->conflicts == 0);
+  CHECK(p->rejected == 0);
+  CHECK(p->received == 12);  // 5 of the other device, 7 of our own
+  CHECK(p->retries == 0);
+  CHECK(p->cursor == 12);
+  CHECK(p->round_trips == static_cast<std::int64_t>(rig.transport.requests.size()));
+  CHECK(p->round_trips == 3);  // 3+3+1 changes; the last answer had everything
+  CHECK(p->bytes_up > 0);
+  CHECK(p->bytes_down > 0);
+  REQUIRE(reports.size() == static_cast<std::size_t>(p->round_trips));
+  for (std::size_t i = 1; i < reports.size(); ++i)
+    CHECK(reports[i].round_trips == reports[i - 1].round_trips + 1);
+  CHECK(rig.store->outbox()->empty());
+  CHECK(rig.store->list({})->size() == 12);
+  CHECK(*rig.store->cursor() == 12);
+
+  for (const auto& req : rig.transport.requests) {
+    CHECK(req.method == "POST");
+    CHECK(req.target == "/v1/sync");
+    bool auth = false, type = false, agent = false;
+    for (const auto& [k, v] : req.headers) {
+      auth = auth || (k == "Authorization" && v == "Bearer " + server.token);
+      type = type || (k == "Content-Type" && v == "application/json");
+      agent = agent || (k == "User-Agent" && v == rig.options.user_agent);
+    }
+    CHECK(auth);
+    CHECK(type);
+    CHECK(agent);
+    CHECK(json::parse(req.body)["changes"].size() <= 3);
+    CHECK(json::parse(req.body)["limit"] == 4);
+  }
+
+  SECTION("a second sync is one quiet round trip") {
+    rig.transport.requests.clear();
+    auto again = sync(*rig.store, rig.transport, rig.options);
+    REQUIRE(again.ok());
+    CHECK(again->round_trips == 1);
+    CHECK(json::parse(rig.transport.requests[0].body)["since"] == 12);
+  }
+}
+
+TEST_CASE("transient failures are retried with exponential backoff", "[core][sync][retry]") {
+  Rig rig;
+  rig.save(2);
+  rig.faults = {fail_with(status_only(503, "unavailable")), drop(Errc::network),
+                fail_with(status_only(500, "internal"))};
+  auto p = sync(*rig.store, rig.transport, rig.options);
+  REQUIRE(p.ok());
+  CHECK(p->retries == 3);
+  CHECK(p->applied == 2);
+  CHECK(rig.store->outbox()->empty());
+  // The same request every time.
+  REQUIRE(rig.transport.requests.size() == 4);
+  for (const auto& r : rig.transport.requests) CHECK(r.body == rig.transport.requests[0].body);
+  // Delays: 200, 400, 800 ms steps with equal jitter (half fixed, half random).
+  std::int64_t total = rig.total_sleep();
+  CHECK(total >= 100 + 200 + 400);
+  CHECK(total <= 200 + 400 + 800);
+  for (auto d : rig.slept) CHECK(d <= 50ms);  // slept in small slices
+}
+
+TEST_CASE("429 waits as long as Retry-After says", "[core][sync][retry]") {
+  Rig rig;
+  rig.save(1);
+  rig.faults = {fail_with(status_only(429, "too_many_requests", "3"))};
+  auto p = sync(*rig.store, rig.transport, rig.options);
+  REQUIRE(p.ok());
+  CHECK(rig.total_sleep() == 3000);
+  CHECK(p->retries == 1);
+}
+
+TEST_CASE("a lost answer is harmless: the resent batch is replayed", "[core][sync][retry]") {
+  Rig rig;
+  rig.save(3);
+  // The server processes the request, but the answer never arrives.
+  rig.faults = {[&](const HttpRequest& r) -> std::optional<Result<HttpResponse>> {
+    rig.server.handle(r);
+    return Result<HttpResponse>(Error(Errc::timeout, "answer lost"));
+  }};
+  auto p = sync(*rig.store, rig.transport, rig.options);
+  REQUIRE(p.ok());
+  CHECK(p->retries == 1);
+  CHECK(p->applied == 3);
+  CHECK(rig.store->outbox()->empty());
+  for (const auto& [id, n] : rig.server.processed) CHECK(n == 1);
+  CHECK(rig.server.processed.size() == 3);
+  for (const auto& [id, r] : rig.server.results) CHECK(r.status == "applied");
+  CHECK(rig.server.log.size() == 3);
+}
+
+TEST_CASE("errors that retrying cannot fix stop the sync", "[core][sync]") {
+  Rig rig;
+  rig.save(1);
+  SECTION("401") {
+    rig.faults = {fail_with(status_only(401, "unauthorized"))};
+    auto p = sync(*rig.store, rig.transport, rig.options);
+    REQUIRE_FALSE(p.ok());
+    CHECK(p.error().code == Errc::unauthorized);
+    CHECK(rig.transport.requests.size() == 1);
+  }
+  SECTION("not logged in") {
+    REQUIRE(rig.store->set_setting("token", "").ok());
+    auto p = sync(*rig.store, rig.transport, rig.options);
+    CHECK(p.error().code == Errc::unauthorized);
+    CHECK(rig.transport.requests.empty());
+  }
+  SECTION("other 4xx") {
+    rig.faults = {fail_with(status_only(403, "forbidden"))};
+    CHECK(sync(*rig.store, rig.transport, rig.options).error().code == Errc::forbidden);
+  }
+  SECTION("TLS failure") {
+    rig.faults = {drop(Errc::tls)};
+    CHECK(sync(*rig.store, rig.transport, rig.options).error().code == Errc::tls);
+    CHECK(rig.transport.requests.size() == 1);
+  }
+  SECTION("a garbled answer") {
+    HttpResponse garbled;
+    garbled.status = 200;
+    garbled.body = "{\"results\": 7";
+    rig.faults = {fail_with(garbled)};
+    CHECK(sync(*rig.store, rig.transport, rig.options).error().code == Errc::protocol);
+  }
+  SECTION("attempts run out") {
+    rig.options.max_attempts = 3;
+    for (int i = 0; i < 5; ++i) rig.faults.push_back(fail_with(status_only(503, "unavailable")));
+    auto p = sync(*rig.store, rig.transport, rig.options);
+    REQUIRE_FALSE(p.ok());
+    CHECK(p.error().code == Errc::server);
+    CHECK(rig.transport.requests.size() == 3);
+  }
+  // Nothing is lost: the change is still queued for the next sync.
+  CHECK(rig.store->outbox()->size() == 1);
+}
+
+TEST_CASE("cancellation stops between steps and during backoff", "[core][sync][cancel]") {
+  Rig rig;
+  rig.save(1);
+  std::atomic<bool> cancel{false};
+  rig.options.cancel = &cancel;
+  SECTION("before the first request") {
+    cancel = true;
+    CHECK(sync(*rig.store, rig.transport, rig.options).error().code == Errc::cancelled);
+    CHECK(rig.transport.requests.empty());
+  }
+  SECTION("during a backoff sleep") {
+    rig.options.backoff_initial = 10s;
+    rig.faults = {fail_with(status_only(503, "unavailable"))};
+    rig.options.sleep = [&](std::chrono::milliseconds d) {
+      rig.slept.push_back(d);
+      if (rig.slept.size() == 3) cancel = true;
+    };
+    auto p = sync(*rig.store, rig.transport, rig.options);
+    CHECK(p.error().code == Errc::cancelled);
+    CHECK(rig.slept.size() == 3);  // stopped after 150 ms of a 5-10 s wait
+    CHECK(rig.transport.requests.size() == 1);
+  }
+  SECTION("from the progress callback, between round trips") {
+    rig.options.batch_size = 1;
+    rig.save(3);
+    rig.options.on_progress = [&](const SyncProgress&) { cancel = true; };
+    CHECK(sync(*rig.store, rig.transport, rig.options).error().code == Errc::cancelled);
+    CHECK(rig.transport.requests.size() == 1);
+    CHECK(rig.store->outbox()->size() == 3);  // the answered round was committed
+  }
+  cancel = false;
+  rig.options.on_progress = nullptr;
+  rig.options.sleep = [](std::chrono::milliseconds) {};
+  REQUIRE(sync(*rig.store, rig.transport, rig.options).ok());
+  CHECK(rig.store->outbox()->empty());
+}
+
+TEST_CASE("cursor_ahead resets the cursor and pulls again from the start", "[core][sync]") {
+  Rig rig;
+  rig.save(2);
+  REQUIRE(sync(*rig.store, rig.transport, rig.options).ok());
+  // The server is restored from an older backup: its log is shorter.
+  ReferenceServer restored{{survey_form()}};
+  restored.token = rig.server.token;
+  Change c;
+  c.id = "other:1";
+  c.record = "0193a1c2-0000-7000-8000-0000000000aa";
+  c.form = "survey";
+  c.scope = "14.03";
+  c.fields = {{"name", "z"}};
+  c.hlc = "2026-11-28T09:14:03.120Z/0001";
+  restored.sync("other", {c}, 0, 0);
+  rig.server = restored;
+  auto p = sync(*rig.store, rig.transport, rig.options);
+  REQUIRE(p.ok());
+  CHECK(*rig.store->cursor() == 1);
+  CHECK(rig.store->get(c.record).ok());
+  CHECK(json::parse(rig.transport.requests.back().body)["since"] == 0);
+}
+
+TEST_CASE("payload_too_large halves the batch", "[core][sync]") {
+  Rig rig;
+  rig.save(8);
+  rig.options.batch_size = 8;
+  rig.faults = {fail_with(status_only(413, "payload_too_large"))};
+  auto p = sync(*rig.store, rig.transport, rig.options);
+  REQUIRE(p.ok());
+  CHECK(json::parse(rig.transport.requests[0].body)["changes"].size() == 8);
+  CHECK(json::parse(rig.transport.requests[1].body)["changes"].size() == 4);
+  CHECK(rig.store->outbox()->empty());
+}
