@@ -2,6 +2,7 @@
 #include "fieldsync/protocol.hpp"
 
 #include <limits>
+#include <type_traits>
 
 #include "fieldsync/hlc.hpp"
 #include "fieldsync/ids.hpp"
@@ -25,6 +26,11 @@ template <class T>
 bool read(const json& j, const char* key, T& out, bool required = false) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return !required;
+  if constexpr (std::is_same_v<T, std::int64_t>) {
+    // get<std::int64_t>() would also take a boolean, wrap a large unsigned and
+    // convert a float (undefined behaviour when out of range).
+    if (!it->is_number_integer() || (it->is_number_unsigned() && !is_count(*it))) return false;
+  }
   try {
     out = it->get<T>();
     return true;
@@ -169,6 +175,11 @@ Result<ChangeResult> ChangeResult::from_json(const json& j) {
         !read(*e, "field", reason.field))
       return bad_message("malformed error in a result");
     r.error = std::move(reason);
+    // Nothing of a rejected change was applied: no seq, versions or conflicts
+    // (to_json writes none, so keeping them would not survive a round trip).
+    r.seq = 0;
+    r.versions.clear();
+    r.conflicts.clear();
   }
   return r;
 }
