@@ -1,0 +1,71 @@
+// The merge rule of protocol.md ("Sync"): per-field versions, conflicts kept with
+// every candidate, deletes, duplicate records by the form key, rejections in the
+// documented order with a quarantine, and replays answered with the first result.
+// Written against WriteTxn only, so it works on any ServerStore.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "fieldsync/protocol.hpp"
+#include "server_store.hpp"
+
+namespace fieldsync::server {
+
+struct MergeContext {
+  Caller caller;
+  std::string device_id;  // the request's device_id
+  std::int64_t received_at_ms = 0;
+};
+
+struct MergeStats {
+  std::int64_t applied = 0;
+  std::int64_t conflicted = 0;  // changes answered "conflict"
+  std::int64_t rejected = 0;
+  std::int64_t replayed = 0;
+  std::int64_t conflicts_opened = 0;  // new conflicts (field, delete, duplicate_record)
+  std::map<std::string, std::int64_t> rejected_by_reason;
+  std::optional<std::string> last_error;   // "<code>: <message>" of the last rejection
+  std::optional<std::int64_t> min_hlc_ms;  // over the changes with a valid hlc
+  std::optional<std::int64_t> max_hlc_ms;
+};
+
+// Processes the changes of one sync request, in order, inside one transaction.
+// Not thread-safe; lives for one job on the writer thread.
+class Merger {
+ public:
+  Merger(WriteTxn& txn, MergeContext context);
+
+  // Processes one change as received (any JSON object with a string "id": the
+  // request-level shape is checked before). Returns its result; throws
+  // StoreFailure when the store fails (the caller's job is then rolled back).
+  ChangeResult apply(const json& raw_change);
+
+  const MergeStats& stats() const { return stats_; }
+
+ private:
+  struct Plan;
+  std::optional<RejectReason> check(const json& raw, Plan& plan);
+  ChangeResult execute(Plan& plan);
+  ChangeResult reject(const json& raw, const std::string& id, RejectReason reason, bool remember,
+                      const std::string& hash);
+  std::shared_ptr<const Form> form(const std::string& id, std::optional<std::int64_t> version);
+  std::int64_t join_or_open(const RecordRow& record, const std::string& kind,
+                            const std::string& field, std::int64_t seq, const Candidate& candidate);
+  std::string key_text(const Form& form, const std::string& record);
+
+  WriteTxn& txn_;
+  MergeContext ctx_;
+  std::string received_at_;
+  MergeStats stats_;
+  // Parsed forms of this job: (id, version) is immutable once published; the
+  // latest version is looked up once per job.
+  std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const Form>> forms_;
+  std::map<std::string, std::int64_t> latest_;
+};
+
+}  // namespace fieldsync::server

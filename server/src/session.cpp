@@ -1,0 +1,174 @@
+// One connection, read top to bottom: a timeout before every read, header and body
+// limits, the request handed to the worker pool, the answer written, keep-alive.
+#include "session.hpp"
+
+#include <optional>
+#include <string>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include "fieldsync/protocol.hpp"
+
+namespace fieldsync::server {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
+
+http::response<http::string_body> to_beast(const Response& res, bool keep_alive) {
+  http::response<http::string_body> msg{static_cast<http::status>(res.status), 11};
+  msg.set(http::field::server, "fieldsync-server");
+  for (const auto& [name, value] : res.headers) msg.insert(name, value);
+  msg.body() = res.body;
+  msg.keep_alive(keep_alive);
+  msg.prepare_payload();
+  return msg;
+}
+
+Response error_answer(int status, std::string_view code, std::string_view message) {
+  Response r;
+  r.status = status;
+  r.headers.emplace_back("Content-Type", "application/json");
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.body = error_body(code, message).dump();
+  return r;
+}
+
+// The answer to a request that could not be read, or nothing when the connection
+// simply ended (closed by the peer, timed out, reset).
+std::optional<Response> answer_for_read_error(const beast::error_code& ec,
+                                              const ServerLimits& limits) {
+  if (ec == http::error::body_limit)
+    return error_answer(
+        413, "payload_too_large",
+        "the body is over the limit of " + std::to_string(limits.body_limit) + " bytes");
+  if (ec == http::error::header_limit)
+    return error_answer(
+        431, "bad_request",
+        "the request header is over " + std::to_string(limits.header_limit) + " bytes");
+  if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
+      ec != http::error::end_of_stream && ec != http::error::partial_message)
+    return error_answer(400, "bad_request", "malformed HTTP request: " + ec.message());
+  return std::nullopt;
+}
+
+Request to_request(const http::request<http::string_body>& msg, std::string remote) {
+  Request req;
+  req.method = std::string(msg.method_string());
+  req.target = std::string(msg.target());
+  for (const auto& field : msg)
+    req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  req.body = msg.body();
+  req.remote_address = std::move(remote);
+  return req;
+}
+
+// The request loop over a plain or TLS stream (already handshaken).
+template <class Stream>
+asio::awaitable<void> serve_requests(Stream& stream, SessionHost& host,
+                                     std::list<SessionHost::Entry>::iterator entry,
+                                     const std::string& remote) {
+  const ServerLimits& limits = host.limits;
+  auto& lowest = beast::get_lowest_layer(stream);
+  beast::flat_buffer buffer;
+  for (;;) {
+    entry->busy = false;
+    if (host.stopping) break;
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits.header_limit));
+    parser.body_limit(limits.body_limit);
+
+    lowest.expires_after(limits.header_timeout);
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kAwait);
+    entry->busy = true;
+    if (!ec) {
+      if (beast::iequals(parser.get()[http::field::expect], "100-continue") && !parser.is_done()) {
+        http::response<http::empty_body> cont{http::status::continue_, 11};
+        lowest.expires_after(limits.write_timeout);
+        auto [wec, wn] = co_await http::async_write(stream, cont, kAwait);
+        if (wec) break;
+      }
+      while (!parser.is_done()) {
+        lowest.expires_after(limits.body_timeout);
+        auto [bec, bn] = co_await http::async_read_some(stream, buffer, parser, kAwait);
+        if (bec) {
+          ec = bec;
+          break;
+        }
+      }
+    }
+    if (ec) {
+      auto early = answer_for_read_error(ec, limits);
+      if (!early) break;
+      // The rest of the request cannot be trusted: answer, then close.
+      auto msg = to_beast(*early, false);
+      lowest.expires_after(limits.write_timeout);
+      co_await http::async_write(stream, msg, kAwait);
+      break;
+    }
+
+    Request req = to_request(parser.get(), remote);
+    const bool keep_alive = parser.get().keep_alive();
+    Router& router = host.router;
+    Response res = co_await asio::co_spawn(
+        host.workers.get_executor(),
+        [&router, &req]() -> asio::awaitable<Response> { co_return router.handle_request(req); },
+        asio::use_awaitable);
+
+    auto msg = to_beast(res, keep_alive && !host.stopping);
+    lowest.expires_after(limits.write_timeout);
+    auto [wec, wn] = co_await http::async_write(stream, msg, kAwait);
+    if (wec || !msg.keep_alive()) break;
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> run_session(tcp::socket socket, SessionHost& host) {
+  beast::error_code ignored;
+  std::string remote;
+  if (auto ep = socket.remote_endpoint(ignored); !ignored) remote = ep.address().to_string();
+  beast::tcp_stream tcp_stream(std::move(socket));
+  std::optional<beast::ssl_stream<beast::tcp_stream&>> tls;
+  if (host.tls) tls.emplace(tcp_stream, *host.tls);
+
+  host.sessions.push_back(SessionHost::Entry{[&tcp_stream] {
+    beast::error_code ec;
+    tcp_stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    tcp_stream.socket().close(ec);
+  }});
+  // Leaves the registry however the coroutine ends (before the streams go away).
+  struct Registration {
+    SessionHost& host;
+    std::list<SessionHost::Entry>::iterator it;
+    ~Registration() {
+      host.sessions.erase(it);
+      if (host.on_session_end) host.on_session_end();
+    }
+  } registration{host, std::prev(host.sessions.end())};
+
+  if (tls) {
+    registration.it->busy = true;
+    tcp_stream.expires_after(host.limits.header_timeout);
+    auto [ec] = co_await tls->async_handshake(asio::ssl::stream_base::server, kAwait);
+    if (!ec) {
+      co_await serve_requests(*tls, host, registration.it, remote);
+      tcp_stream.expires_after(std::chrono::seconds(5));
+      co_await tls->async_shutdown(kAwait);
+    }
+  } else {
+    co_await serve_requests(tcp_stream, host, registration.it, remote);
+  }
+  tcp_stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  tcp_stream.socket().close(ignored);
+}
+
+}  // namespace fieldsync::server

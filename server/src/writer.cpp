@@ -1,0 +1,158 @@
+// The group-commit writer thread (writer.hpp).
+#include "writer.hpp"
+
+#include <utility>
+
+namespace fieldsync::server {
+
+struct Writer::Pending {
+  Job job;
+  bool wait = true;
+  bool done = false;
+  Result<void> result;
+  std::mutex mutex;
+  std::condition_variable cv;
+
+  void complete(Result<void> r) {
+    std::lock_guard lock(mutex);
+    result = std::move(r);
+    done = true;
+    cv.notify_all();
+  }
+};
+
+Writer::Writer(ServerStore& store, WriterOptions options)
+    : store_(store), options_(options), thread_([this] { loop(); }) {}
+
+Writer::~Writer() {
+  stop();
+}
+
+Result<void> Writer::run(Job job) {
+  auto p = std::make_shared<Pending>();
+  p->job = std::move(job);
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return Error(Errc::io, "the server is shutting down");
+    queue_.push_back(p);
+  }
+  work_cv_.notify_one();
+  std::unique_lock lock(p->mutex);
+  p->cv.wait(lock, [&] { return p->done; });
+  return std::move(p->result);
+}
+
+void Writer::post(Job job) {
+  auto p = std::make_shared<Pending>();
+  p->job = std::move(job);
+  p->wait = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    queue_.push_back(std::move(p));
+  }
+  work_cv_.notify_one();
+}
+
+void Writer::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    paused_ = false;
+  }
+  work_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Writer::pause() {
+  std::lock_guard lock(mutex_);
+  paused_ = true;
+}
+
+void Writer::resume() {
+  {
+    std::lock_guard lock(mutex_);
+    paused_ = false;
+  }
+  work_cv_.notify_all();
+}
+
+std::size_t Writer::queued() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size();
+}
+
+void Writer::loop() {
+  for (;;) {
+    std::deque<std::shared_ptr<Pending>> batch;
+    {
+      std::unique_lock lock(mutex_);
+      work_cv_.wait(lock,
+                    [&] { return (!queue_.empty() && !paused_) || (stopping_ && queue_.empty()); });
+      if (queue_.empty()) return;  // stopping and drained
+      while (!queue_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    run_batch(batch);
+  }
+}
+
+namespace {
+
+// Runs one job inside its savepoint; any failure undoes the job's writes only.
+Result<void> run_job(WriteTxn& txn, const Writer::Job& job) {
+  try {
+    txn.savepoint();
+  } catch (const StoreFailure& f) {
+    return f.error;
+  }
+  Result<void> r;
+  try {
+    r = job(txn);
+  } catch (const StoreFailure& f) {
+    r = f.error;
+  } catch (const json::exception& e) {
+    r = Error(Errc::internal, std::string("json: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    r = Error(Errc::io, "out of memory");
+  } catch (const std::exception& e) {
+    r = Error(Errc::internal, e.what());
+  }
+  // A failure here escapes as StoreFailure: the transaction can no longer be
+  // trusted and the batch fails as a whole.
+  if (r) {
+    txn.release_savepoint();
+  } else {
+    txn.rollback_to_savepoint();
+  }
+  return r;
+}
+
+}  // namespace
+
+void Writer::run_batch(std::deque<std::shared_ptr<Pending>>& batch) {
+  std::vector<Result<void>> results;
+  results.reserve(batch.size());
+  Result<void> batch_error;
+  auto txn = store_.begin_write();
+  if (!txn) {
+    batch_error = txn.error();
+  } else {
+    try {
+      for (auto& p : batch) results.push_back(run_job(**txn, p->job));
+      batch_error = (*txn)->commit();
+    } catch (const StoreFailure& f) {
+      batch_error = f.error;
+    }
+    txn.value().reset();  // rolls back when not committed
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    Result<void> r = !batch_error ? Result<void>(batch_error.error())
+                                  : (i < results.size() ? results[i] : Result<void>());
+    if (batch[i]->wait) batch[i]->complete(std::move(r));
+  }
+}
+
+}  // namespace fieldsync::server

@@ -1,0 +1,186 @@
+// Group commit: concurrent pushes share transactions, each answer comes only after
+// its commit, results survive reopening the store, and a failing job is undone
+// alone.
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <thread>
+
+#include "server_fixture.hpp"
+
+using namespace fieldsync;
+using namespace fieldsync::server;
+using namespace fieldsync::server::test;
+
+namespace {
+
+// Waits until `n` jobs are queued on a paused writer.
+void wait_for_queue(Writer& writer, std::size_t n) {
+  for (int i = 0; i < 2000 && writer.queued() < n; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  REQUIRE(writer.queued() == n);
+}
+
+}  // namespace
+
+TEST_CASE("many concurrent pushes are committed in fewer transactions, each durable",
+          "[server][group_commit]") {
+  constexpr int kDevices = 24;
+  TempDir keep;  // the store file outlives the fixture
+  const std::string db_path = (keep.path / "server.db").string();
+  std::vector<json> answers(kDevices);
+  std::int64_t transactions = 0;
+  {
+    ServerFixture f(RouterOptions{}, true, db_path);
+    f.add_user("officer.bantan", "officer", {"14.03.02"});
+    std::vector<std::string> tokens;
+    for (int i = 0; i < kDevices; ++i)
+      tokens.push_back(f.login("officer.bantan", "secret-password", "dev-" + std::to_string(i)));
+    const auto before = f.stats().write_transactions;
+
+    f.writer->pause();
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kDevices; ++i) {
+      threads.emplace_back([&, i] {
+        const std::string device = "dev-" + std::to_string(i);
+        json body = {
+            {"device_id", device},
+            {"changes",
+             json::array({change(device + ":1", record_id(i),
+                                 {{"code", "k" + std::to_string(i)}, {"period", "2026"}})})}};
+        Request req{
+            "POST",
+            "/v1/sync",
+            {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + tokens[i]}},
+            body.dump(),
+            "192.0.2.1"};
+        Response res = f.router->handle_request(req);
+        answers[i] = json::parse(res.body);
+        answers[i]["_status"] = res.status;
+        // The answer came after the commit: a fresh read already sees the record.
+        auto rec = f.store->record(record_id(i));
+        answers[i]["_visible"] = rec.ok() && rec->has_value();
+      });
+    }
+    wait_for_queue(*f.writer, kDevices);
+    f.writer->resume();
+    for (auto& t : threads) t.join();
+    transactions = f.stats().write_transactions - before;
+    CHECK(transactions < kDevices);
+    CHECK(transactions == 1);  // everything queued went into one transaction
+  }
+  for (int i = 0; i < kDevices; ++i) {
+    CAPTURE(i);
+    CHECK(answers[i]["_status"] == 200);
+    CHECK(answers[i]["results"][0]["status"] == "applied");
+    CHECK(answers[i]["_visible"] == true);
+  }
+  // Reopen the file: every acknowledged change is there, with distinct seqs.
+  SqliteStoreOptions so;
+  so.path = db_path;
+  so.create = false;
+  auto reopened = open_sqlite_store(so);
+  REQUIRE(reopened.ok());
+  std::set<std::int64_t> seqs;
+  for (int i = 0; i < kDevices; ++i) {
+    auto rec = (*reopened)->record(record_id(i));
+    REQUIRE(rec.ok());
+    REQUIRE(rec->has_value());
+    CHECK((*rec)->row.version == answers[i]["results"][0]["seq"]);
+    seqs.insert((*rec)->row.version);
+  }
+  CHECK(seqs.size() == kDevices);
+  CHECK(*seqs.rbegin() == (*reopened)->head_seq().value());
+}
+
+TEST_CASE("without pausing, concurrent pushes from threads are all committed",
+          "[server][group_commit]") {
+  ServerFixture f;
+  f.add_user("officer.bantan", "officer", {"14.03.02"});
+  constexpr int kThreads = 8, kPushes = 12;
+  std::vector<std::string> tokens;
+  for (int t = 0; t < kThreads; ++t)
+    tokens.push_back(f.login("officer.bantan", "secret-password", "dev-" + std::to_string(t)));
+  const auto before = f.stats().write_transactions;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string device = "dev-" + std::to_string(t);
+      for (int p = 1; p <= kPushes; ++p) {
+        const int n = t * 100 + p;
+        json body = {
+            {"device_id", device},
+            {"changes", json::array({change(device + ":" + std::to_string(p), record_id(n),
+                                            {{"code", "k"}, {"period", std::to_string(n)}})})}};
+        Request req{
+            "POST",
+            "/v1/sync",
+            {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + tokens[t]}},
+            body.dump(),
+            "192.0.2.1"};
+        Response res = f.router->handle_request(req);
+        if (res.status != 200 || json::parse(res.body)["results"][0]["status"] != "applied")
+          ++failures;
+        auto rec = f.store->record(record_id(n));
+        if (!rec.ok() || !rec->has_value()) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures == 0);
+  const auto s = f.stats();
+  CHECK(s.records == kThreads * kPushes);
+  CHECK(s.log_entries == kThreads * kPushes);
+  CHECK(s.write_transactions - before <= kThreads * kPushes);
+}
+
+TEST_CASE("a failing job in a group is rolled back alone", "[server][group_commit]") {
+  ServerFixture f(RouterOptions{}, false);
+  auto user = [](const std::string& name) {
+    UserRecord u;
+    u.name = name;
+    u.role = "officer";
+    u.password = PasswordHash{"pbkdf2-sha256", 1, "s", "h"};
+    return u;
+  };
+  f.writer->pause();
+  Result<void> r1, r2, r3;
+  std::thread t1([&] {
+    r1 = f.writer->run([&](WriteTxn& txn) -> Result<void> {
+      txn.put_user(user("one"));
+      return {};
+    });
+  });
+  wait_for_queue(*f.writer, 1);
+  std::thread t2([&] {
+    r2 = f.writer->run([&](WriteTxn& txn) -> Result<void> {
+      txn.put_user(user("two"));
+      txn.next_seq();
+      throw StoreFailure{Error(Errc::io, "simulated failure")};
+    });
+  });
+  wait_for_queue(*f.writer, 2);
+  std::thread t3([&] {
+    r3 = f.writer->run([&](WriteTxn& txn) -> Result<void> {
+      txn.put_user(user("three"));
+      return Error(Errc::validation, "refused by the job");
+    });
+  });
+  wait_for_queue(*f.writer, 3);
+  const auto before = f.stats().write_transactions;
+  f.writer->resume();
+  t1.join();
+  t2.join();
+  t3.join();
+  CHECK(r1.ok());
+  REQUIRE(!r2.ok());
+  CHECK(r2.error().code == Errc::io);
+  REQUIRE(!r3.ok());
+  CHECK(r3.error().code == Errc::validation);
+  CHECK(f.stats().write_transactions == before + 1);
+  CHECK(f.store->user("one").value().has_value());
+  CHECK(!f.store->user("two").value().has_value());
+  CHECK(!f.store->user("three").value().has_value());
+  CHECK(f.stats().head_seq == 0);  // the failed job's seq was rolled back too
+}
