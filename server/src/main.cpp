@@ -67,7 +67,7 @@ bool read_file(const std::string& path, std::string& out) {
 
 int serve(const std::string& db, const std::string& listen, const fs::ServerLimits& limits,
           std::int64_t token_days, bool quiet, const std::string& tls_cert,
-          const std::string& tls_key) {
+          const std::string& tls_key, std::int64_t clock_skew_minutes) {
   std::string host;
   std::uint16_t port = 0;
   if (!split_listen(listen, host, port))
@@ -79,6 +79,7 @@ int serve(const std::string& db, const std::string& listen, const fs::ServerLimi
   fs::RouterOptions options;
   options.limits = limits;
   options.auth.token_ttl_ms = token_days * 24 * 3600 * 1000;
+  options.clock_skew_ms = clock_skew_minutes * 60 * 1000;
   std::mutex log_mutex;
   if (!quiet) {
     options.log = [&log_mutex](const std::string& line) {
@@ -229,6 +230,12 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 3650));
   serve_cmd->add_flag("--quiet", quiet, "no per-request log lines on stderr");
+  std::int64_t clock_skew_minutes = 10;
+  serve_cmd
+      ->add_option("--clock-skew-minutes", clock_skew_minutes,
+                   "flag devices whose clock runs ahead of the server by more")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   std::string tls_cert, tls_key;
   serve_cmd->add_option("--tls-cert", tls_cert,
                         "serve HTTPS with this PEM certificate chain (needs --tls-key)");
@@ -283,7 +290,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (*serve_cmd) return serve(db, listen, limits, token_days, quiet, tls_cert, tls_key);
+    if (*serve_cmd) return serve(db, listen, limits, token_days, quiet, tls_cert, tls_key,
+                                  clock_skew_minutes);
     if (*user_add_cmd) return user_add(db, user_name, role, scopes, password_stdin);
     if (*user_revoke_cmd) return user_revoke(db, user_name);
     if (*form_publish_cmd) return form_publish(db, form_file);

@@ -94,10 +94,6 @@ bool is_json_media_type(std::string_view value) {
 
 struct TooDeep {};
 
-// A device whose newest edit is stamped this far after the server received it has
-// a clock running ahead.
-constexpr std::int64_t kClockSkewMs = 5 * 60 * 1000;
-
 // Strict RFC 8259 parse with a nesting cap (the parser callback stops early, so a
 // body of eight million '[' costs nothing).
 Result<json> parse_json(const std::string& text, int max_depth) {
@@ -140,6 +136,14 @@ std::string app_version(const Request& req) {
   return std::string(first.substr(0, 100));
 }
 
+Response from_admin(AdminReply reply) {
+  Response r;
+  r.status = reply.status;
+  r.headers.emplace_back("Content-Type", std::move(reply.content_type));
+  r.body = std::move(reply.body);
+  return r;
+}
+
 json record_json(const RecordState& s) {
   json fields = json::object();
   for (const auto& [name, f] : s.fields)
@@ -170,7 +174,8 @@ Router::Router(ServerStore& store, Writer& writer, Metrics& metrics, RouterOptio
       writer_(writer),
       metrics_(metrics),
       options_(std::move(options)),
-      auth_(store, writer, options_.auth, options_.now_ms ? options_.now_ms : system_now_ms) {
+      auth_(store, writer, options_.auth, options_.now_ms ? options_.now_ms : system_now_ms),
+      admin_(store, writer) {
   if (!options_.now_ms) options_.now_ms = system_now_ms;
 }
 
@@ -238,7 +243,11 @@ Response Router::dispatch(const Request& req, std::string& group, std::string& u
     conflict,
     resolve,
     quarantine,
-    devices
+    devices,
+    history,
+    resolve_bulk,
+    report,
+    export_csv
   };
   struct Match {
     Route route;
@@ -256,6 +265,14 @@ Response Router::dispatch(const Request& req, std::string& group, std::string& u
     match = Match{Route::sync, "sync", {"POST"}};
   } else if (s.size() == 2 && s[1] == "records") {
     match = Match{Route::records, "records", {"GET"}};
+  } else if (s.size() == 4 && s[1] == "records" && !s[2].empty() && s[3] == "history") {
+    match = Match{Route::history, "history", {"GET"}};
+  } else if (s.size() == 3 && s[1] == "reports" && s[2] == "kla") {
+    match = Match{Route::report, "report", {"GET"}};
+  } else if (s.size() == 2 && s[1] == "export") {
+    match = Match{Route::export_csv, "export", {"GET"}};
+  } else if (s.size() == 3 && s[1] == "conflicts" && s[2] == "resolve-bulk") {
+    match = Match{Route::resolve_bulk, "resolve_bulk", {"POST"}};
   } else if (s.size() == 3 && s[1] == "records" && !s[2].empty()) {
     match = Match{Route::record, "record", {"GET"}};
   } else if (s.size() == 2 && s[1] == "conflicts") {
@@ -280,7 +297,7 @@ Response Router::dispatch(const Request& req, std::string& group, std::string& u
   user = caller.username;
   const bool admin_only = match->route == Route::conflicts || match->route == Route::conflict ||
                           match->route == Route::resolve || match->route == Route::quarantine ||
-                          match->route == Route::devices;
+                          match->route == Route::devices || match->route == Route::resolve_bulk;
   if (admin_only && !caller.is_admin())
     return error_response(403, "forbidden", "only administrators may use this endpoint");
 
@@ -308,6 +325,17 @@ Response Router::dispatch(const Request& req, std::string& group, std::string& u
       return list_quarantine(target->query);
     case Route::devices:
       return list_devices();
+    case Route::history:
+      return from_admin(admin_.history(caller, s[2]));
+    case Route::report:
+      return from_admin(admin_.kla_report(caller, target->query));
+    case Route::export_csv:
+      return from_admin(admin_.export_csv(caller, target->query));
+    case Route::resolve_bulk: {
+      json body;
+      if (auto e = read_json(req, body)) return *e;
+      return from_admin(admin_.resolve_bulk(caller, body, options_.now_ms()));
+    }
   }
   return error_response(404, "not_found", "no such path");
 }
@@ -693,7 +721,10 @@ Response Router::list_devices() {
   json list = json::array();
   for (const auto& d : *devices) {
     json flags = json::array();
-    if (d.clock_offset_ms && *d.clock_offset_ms > kClockSkewMs) flags.push_back("clock_skew");
+    // Only a clock running ahead is visible: a negative offset is mostly an officer
+    // syncing late.
+    if (d.clock_offset_ms && *d.clock_offset_ms > options_.clock_skew_ms)
+      flags.push_back("clock_skew");
     list.push_back(
         {{"device_id", d.device_id},
          {"user", d.user},

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "admin_api.hpp"
 #include "auth.hpp"
 #include "limits.hpp"
 #include "metrics.hpp"
@@ -47,6 +48,8 @@ struct RouterOptions {
   AuthOptions auth;
   std::function<std::int64_t()> now_ms;         // Unix ms; default: the system clock
   std::function<void(const std::string&)> log;  // one line per request; may be empty
+  // GET /v1/devices flags `clock_skew` when a device's clock runs ahead by more.
+  std::int64_t clock_skew_ms = 10 * 60 * 1000;
 };
 
 class Router {
@@ -87,6 +90,7 @@ class Router {
   Metrics& metrics_;
   RouterOptions options_;
   Auth auth_;
+  AdminApi admin_;
 };
 
 }  // namespace fieldsync::server
