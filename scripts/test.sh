@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 build=${FIELDSYNC_TEST_BUILD:-build/test}
+# Let ccache reuse objects across clones in other folders (CI builds a fresh clone).
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 cmake -G Ninja -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
   -DFIELDSYNC_WERROR=ON -DFIELDSYNC_SANITIZE=ON -DFIELDSYNC_TEST_HOOKS=ON >/dev/null
 cmake --build "$build" -j "$(nproc)"
