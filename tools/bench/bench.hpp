@@ -9,5 +9,9 @@ namespace fieldsync::bench {
 
 // `local`: the device store's save rate against bare SQLite inserts (local_bench.cpp).
 void register_local(CLI::App& app);
+// `chaos`: devices, faults and kills against the real server (chaos_bench.cpp).
+void register_chaos(CLI::App& app);
+// `sync`: push, pull, incremental and concurrent sync against a real server (sync_bench.cpp).
+void register_sync(CLI::App& app);
 
 }  // namespace fieldsync::bench
