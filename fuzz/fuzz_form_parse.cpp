@@ -34,7 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view form_text = input.substr(0, cut);
   auto form = Form::parse_text(form_text);
   if (!form) {
-    FUZZ_CHECK(form.error().code == Errc::validation || form.error().code == Errc::invalid_argument);
+    FUZZ_CHECK(form.error().code == Errc::validation ||
+               form.error().code == Errc::invalid_argument);
     return 0;
   }
   json encoded = form->to_json();

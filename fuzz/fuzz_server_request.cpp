@@ -47,7 +47,9 @@ std::string login(Router& router, const DemoUser& user) {
   req.method = "POST";
   req.target = "/v1/login";
   req.headers = {{"Content-Type", "application/json"}};
-  req.body = json{{"username", user.username}, {"password", user.password}, {"device_id", "fuzz-device"}}.dump();
+  req.body =
+      json{{"username", user.username}, {"password", user.password}, {"device_id", "fuzz-device"}}
+          .dump();
   req.remote_address = "127.0.0.1";
   Response res = router.handle_request(req);
   FUZZ_CHECK(res.status == 200);
@@ -79,14 +81,16 @@ Fixture& fixture() {
     FUZZ_CHECK(store.ok());
     fx->store = std::move(store).value();
     fx->writer = std::make_unique<Writer>(*fx->store);
-    auto demo = init_demo(*fx->store, *fx->writer, embedded_kla_desa(), embedded_bengkalis_regions(), kNowMs);
+    auto demo = init_demo(*fx->store, *fx->writer, embedded_kla_desa(),
+                          embedded_bengkalis_regions(), kNowMs);
     FUZZ_CHECK(demo.ok());
     RouterOptions ro;
     ro.now_ms = [] { return kNowMs; };
     fx->router = std::make_unique<Router>(*fx->store, *fx->writer, fx->metrics, ro);
     for (const auto& u : demo->users) {
       if (u.role == "admin" && fx->admin_token.empty()) fx->admin_token = login(*fx->router, u);
-      if (u.role == "officer" && fx->officer_token.empty()) fx->officer_token = login(*fx->router, u);
+      if (u.role == "officer" && fx->officer_token.empty())
+        fx->officer_token = login(*fx->router, u);
     }
     FUZZ_CHECK(!fx->admin_token.empty() && !fx->officer_token.empty());
     return fx;
@@ -115,13 +119,15 @@ Request parse_input(std::string_view in, const Fixture& fx) {
   std::string_view first = take_line();
   auto space = first.find(' ');
   req.method = std::string(first.substr(0, space));
-  req.target = space == std::string_view::npos ? std::string() : std::string(first.substr(space + 1));
+  req.target =
+      space == std::string_view::npos ? std::string() : std::string(first.substr(space + 1));
   while (!in.empty()) {
     std::string_view line = take_line();
     if (line.empty()) break;
     auto colon = line.find(':');
     std::string_view name = line.substr(0, colon);
-    std::string_view value = colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
+    std::string_view value =
+        colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
     while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
     req.headers.emplace_back(std::string(name), substitute(std::string(value), fx));
   }

@@ -51,9 +51,14 @@ std::string code_prefix(const std::string& code, int groups) {
 }
 
 json candidate_json(const Candidate& k, bool duplicate) {
-  json j = {{"value", k.value},         {"op", k.op},         {"change", k.change},
-            {"author", k.author},       {"device", k.device}, {"hlc", k.hlc},
-            {"received_at", k.received_at}, {"form_version", k.form_version}};
+  json j = {{"value", k.value},
+            {"op", k.op},
+            {"change", k.change},
+            {"author", k.author},
+            {"device", k.device},
+            {"hlc", k.hlc},
+            {"received_at", k.received_at},
+            {"form_version", k.form_version}};
   if (duplicate) j["record"] = k.record;
   return j;
 }
@@ -62,9 +67,10 @@ json conflict_summary(const ConflictRow& c) {
   json candidates = json::array();
   for (const auto& k : c.candidates)
     candidates.push_back(candidate_json(k, c.kind == "duplicate_record"));
-  json j = {{"id", c.id},         {"kind", c.kind},     {"record", c.record},
-            {"form", c.form},     {"scope", c.scope},   {"field", c.field},
-            {"status", c.status}, {"opened_at", c.opened_at}, {"candidates", std::move(candidates)}};
+  json j = {
+      {"id", c.id},         {"kind", c.kind},           {"record", c.record},
+      {"form", c.form},     {"scope", c.scope},         {"field", c.field},
+      {"status", c.status}, {"opened_at", c.opened_at}, {"candidates", std::move(candidates)}};
   if (c.kind == "duplicate_record") j["records"] = c.records;
   if (!c.resolution.is_null()) j["resolution"] = c.resolution;
   return j;
@@ -192,8 +198,11 @@ AdminReply AdminApi::history(const Caller& caller, const std::string& record) {
       if (c.kind == "duplicate_record" && k.record != record) continue;
       auto& list = offered[k.change];
       if (list.is_null()) list = json::array();
-      list.push_back(
-          {{"conflict", c.id}, {"kind", c.kind}, {"field", c.field}, {"value", k.value}, {"op", k.op}});
+      list.push_back({{"conflict", c.id},
+                      {"kind", c.kind},
+                      {"field", c.field},
+                      {"value", k.value},
+                      {"op", k.op}});
     }
 
   json entries = json::array();
@@ -251,7 +260,8 @@ AdminReply AdminApi::resolve_bulk(const Caller& admin, const json& body, std::in
   std::string field_filter;
   bool has_field_filter = false;
   if (auto it = body.find("filter"); it != body.end()) {
-    if (!it->is_object()) return error_reply(400, "validation", "filter must be an object", "filter");
+    if (!it->is_object())
+      return error_reply(400, "validation", "filter must be an object", "filter");
     for (const auto& [key, value] : it->items()) {
       if (!value.is_string())
         return error_reply(400, "validation", "filter members are strings", "filter." + key);
@@ -280,8 +290,8 @@ AdminReply AdminApi::resolve_bulk(const Caller& admin, const json& body, std::in
     return error_reply(400, "validation", "rule is required", "rule");
   const std::string rule = rule_it->get<std::string>();
   if (rule != "server" && rule != "latest_received" && rule != "candidate_from_user")
-    return error_reply(400, "validation",
-                       "rule is server, latest_received or candidate_from_user", "rule");
+    return error_reply(400, "validation", "rule is server, latest_received or candidate_from_user",
+                       "rule");
   std::string user;
   if (auto it = body.find("user"); it != body.end()) {
     if (!it->is_string()) return error_reply(400, "validation", "user must be text", "user");
@@ -291,7 +301,8 @@ AdminReply AdminApi::resolve_bulk(const Caller& admin, const json& body, std::in
     return error_reply(400, "validation", "candidate_from_user needs a user", "user");
   bool dry_run = false;
   if (auto it = body.find("dry_run"); it != body.end()) {
-    if (!it->is_boolean()) return error_reply(400, "validation", "dry_run is true or false", "dry_run");
+    if (!it->is_boolean())
+      return error_reply(400, "validation", "dry_run is true or false", "dry_run");
     dry_run = it->get<bool>();
   }
   json note;
@@ -354,8 +365,8 @@ AdminReply AdminApi::resolve_bulk(const Caller& admin, const json& body, std::in
       else
         choice.skipped = "rule " + rule + " does not apply to duplicate records";
     } else if (c.kind == "field") {
-      choice.action = chosen < 0 ? json{{"keep", "server"}}
-                                 : json{{"keep", "candidate"}, {"candidate", index}};
+      choice.action =
+          chosen < 0 ? json{{"keep", "server"}} : json{{"keep", "candidate"}, {"candidate", index}};
     } else if (chosen < 0) {
       choice.action = {{"keep", deleted ? "deleted" : "record"}};
     } else if (c.candidates[static_cast<std::size_t>(chosen)].op == "delete") {
@@ -528,10 +539,10 @@ AdminReply AdminApi::kla_report(const Caller& caller, const QueryParams& query) 
     for (const auto& [code, a] : ordered)
       for (const auto& [no, meta] : indicators) {
         const std::string name = meta.value("name", std::string());
-        const std::string with_value = std::to_string(
-            a->indicator_with_value.count(no) ? a->indicator_with_value.at(no) : 0);
-        const std::string open = std::to_string(
-            a->indicator_conflicts.count(no) ? a->indicator_conflicts.at(no) : 0);
+        const std::string with_value =
+            std::to_string(a->indicator_with_value.count(no) ? a->indicator_with_value.at(no) : 0);
+        const std::string open =
+            std::to_string(a->indicator_conflicts.count(no) ? a->indicator_conflicts.at(no) : 0);
         bool any = false;
         for (const auto& def : f.fields) {
           if (def.indicator != no) continue;
@@ -543,8 +554,8 @@ AdminReply AdminApi::kla_report(const Caller& caller, const QueryParams& query) 
                           std::to_string(t.with_value), open, cell(aggregate_value(def, t))});
         }
         if (!any)
-          out += csv_row({a->level, code, std::to_string(a->villages), std::to_string(no), name,
-                          "", "", with_value, open, ""});
+          out += csv_row({a->level, code, std::to_string(a->villages), std::to_string(no), name, "",
+                          "", with_value, open, ""});
       }
     return {200, "text/csv; charset=utf-8", std::move(out)};
   }
@@ -589,7 +600,8 @@ AdminReply AdminApi::export_csv(const Caller& caller, const QueryParams& query) 
   const std::string scope = param(query, "scope");
   const std::string format = param(query, "format");
   if (form_id.empty()) return error_reply(400, "bad_request", "form is required");
-  if (!format.empty() && format != "csv") return error_reply(400, "bad_request", "format must be csv");
+  if (!format.empty() && format != "csv")
+    return error_reply(400, "bad_request", "format must be csv");
   if (!scope.empty() && !is_valid_region_code(scope))
     return error_reply(400, "bad_request", "scope must be a region code like 14.03.01");
   if (!scope.empty() && !caller.covers(scope))

@@ -290,8 +290,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (*serve_cmd) return serve(db, listen, limits, token_days, quiet, tls_cert, tls_key,
-                                  clock_skew_minutes);
+    if (*serve_cmd)
+      return serve(db, listen, limits, token_days, quiet, tls_cert, tls_key, clock_skew_minutes);
     if (*user_add_cmd) return user_add(db, user_name, role, scopes, password_stdin);
     if (*user_revoke_cmd) return user_revoke(db, user_name);
     if (*form_publish_cmd) return form_publish(db, form_file);

@@ -13,11 +13,14 @@ namespace {
 Error bad_change(std::string field, std::string message) {
   return Error(Errc::validation, std::move(message), std::move(field));
 }
-Error bad_message(std::string message) { return Error(Errc::protocol, std::move(message)); }
+Error bad_message(std::string message) {
+  return Error(Errc::protocol, std::move(message));
+}
 
 bool is_count(const json& v) {
   if (v.is_number_unsigned())
-    return v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    return v.get<std::uint64_t>() <=
+           static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
   return v.is_number_integer() && v.get<std::int64_t>() >= 0;
 }
 
@@ -122,7 +125,8 @@ Result<Change> decode_change(const json& j) {
   if (auto b = j.find("base"); b != j.end() && !b->is_null()) {
     if (!b->is_object()) return bad_change("base", "base must be an object of versions");
     for (const auto& [k, v] : b->items()) {
-      if (!is_count(v)) return bad_change("base." + k, "a base version must be a whole number >= 0");
+      if (!is_count(v))
+        return bad_change("base." + k, "a base version must be a whole number >= 0");
       c.base[k] = v.get<std::int64_t>();
     }
   }
@@ -185,9 +189,10 @@ Result<ChangeResult> ChangeResult::from_json(const json& j) {
 }
 
 json LogEntry::to_json() const {
-  json j = {{"seq", seq},       {"record", record}, {"form", form},     {"form_version", form_version},
-            {"scope", scope},   {"op", op},         {"fields", fields}, {"origin", origin},
-            {"author", author}, {"device", device}, {"hlc", hlc},       {"received_at", received_at}};
+  json j = {
+      {"seq", seq},       {"record", record}, {"form", form},     {"form_version", form_version},
+      {"scope", scope},   {"op", op},         {"fields", fields}, {"origin", origin},
+      {"author", author}, {"device", device}, {"hlc", hlc},       {"received_at", received_at}};
   if (!conflicts.empty()) {
     json cs = json::array();
     for (const auto& c : conflicts) cs.push_back(c.to_json());
@@ -199,10 +204,10 @@ json LogEntry::to_json() const {
 Result<LogEntry> LogEntry::from_json(const json& j) {
   if (!j.is_object()) return bad_message("a log entry must be an object");
   LogEntry e;
-  if (!read(j, "seq", e.seq, true) || !read(j, "record", e.record, true) || !read(j, "form", e.form) ||
-      !read(j, "form_version", e.form_version) || !read(j, "scope", e.scope) ||
-      !read(j, "op", e.op, true) || !read(j, "origin", e.origin) || !read(j, "author", e.author) ||
-      !read(j, "device", e.device) || !read(j, "hlc", e.hlc) ||
+  if (!read(j, "seq", e.seq, true) || !read(j, "record", e.record, true) ||
+      !read(j, "form", e.form) || !read(j, "form_version", e.form_version) ||
+      !read(j, "scope", e.scope) || !read(j, "op", e.op, true) || !read(j, "origin", e.origin) ||
+      !read(j, "author", e.author) || !read(j, "device", e.device) || !read(j, "hlc", e.hlc) ||
       !read(j, "received_at", e.received_at) || !read_conflicts(j, e.conflicts))
     return bad_message("malformed log entry");
   if (auto f = j.find("fields"); f != j.end() && !f->is_null()) {
@@ -252,7 +257,8 @@ json SyncResponse::to_json() const {
   json rs = json::array(), cs = json::array();
   for (const auto& r : results) rs.push_back(r.to_json());
   for (const auto& c : changes) cs.push_back(c.to_json());
-  return {{"results", std::move(rs)}, {"changes", std::move(cs)}, {"cursor", cursor}, {"more", more}};
+  return {
+      {"results", std::move(rs)}, {"changes", std::move(cs)}, {"cursor", cursor}, {"more", more}};
 }
 
 Result<SyncResponse> SyncResponse::from_json(const json& j) {
@@ -292,7 +298,10 @@ Result<UserInfo> UserInfo::from_json(const json& j) {
 }
 
 json LoginResponse::to_json() const {
-  return {{"token", token}, {"expires_at", expires_at}, {"features", features}, {"user", user.to_json()}};
+  return {{"token", token},
+          {"expires_at", expires_at},
+          {"features", features},
+          {"user", user.to_json()}};
 }
 
 Result<LoginResponse> LoginResponse::from_json(const json& j) {

@@ -67,8 +67,8 @@ json village_fields(const std::string& code, json extra = json::object()) {
 
 // Every candidate carries who, where, which form version, when.
 void check_candidate_shape(const json& k) {
-  for (const char* key : {"value", "op", "change", "author", "device", "hlc", "received_at",
-                          "form_version"}) {
+  for (const char* key :
+       {"value", "op", "change", "author", "device", "hlc", "received_at", "form_version"}) {
     INFO(key);
     CHECK(k.contains(key));
   }
@@ -124,7 +124,8 @@ TEST_CASE("three devices edit one field: one conflict, two candidates, all conve
   cast.resolve(cid, {{"keep", "candidate"}, {"candidate", 1}, {"note", "c measured again"}});
   cast.resolve(cid, {{"keep", "server"}}, 409);
   cast.check_converged({a.get(), b.get(), c.get()});
-  for (Device* d : {a.get(), b.get(), c.get()}) CHECK(d->get(id).fields.at("children_total").value == 130);
+  for (Device* d : {a.get(), b.get(), c.get()})
+    CHECK(d->get(id).fields.at("children_total").value == 130);
 
   // The history keeps both losing values and the resolution, oldest first.
   json h = cast.client.get("/v1/records/" + id + "/history", cast.admin);
@@ -248,11 +249,11 @@ TEST_CASE("officers cannot review conflicts; reports and exports stay in their s
   a->create(va, village_fields(va, {{"children_total", 10}, {"officer_notes", "a, \"b\"\nc ✓"}}));
   c->create(vc, village_fields(vc, {{"children_total", 20}}));
   sync_until_quiet({a.get(), c.get()});
-  const std::string officer = cast.client.login("officer.bengkalis",
-                                                cast.server->password("officer.bengkalis"), "x");
+  const std::string officer =
+      cast.client.login("officer.bengkalis", cast.server->password("officer.bengkalis"), "x");
   auto status = [&](const std::string& method, const std::string& target) {
-    auto r = cast.client.send(method, target, method == "POST" ? R"({"rule": "server"})" : "",
-                              officer);
+    auto r =
+        cast.client.send(method, target, method == "POST" ? R"({"rule": "server"})" : "", officer);
     REQUIRE(r.ok());
     return r->status;
   };
@@ -303,8 +304,8 @@ TEST_CASE("fieldsync-admin reviews and resolves a conflict against the real serv
 
   // Not logged in yet: refused; then --user logs in with the password on stdin.
   CHECK(admin_cli({"conflicts", "list"}).exit_code == 1);
-  auto listed = admin_cli({"--user", "admin", "conflicts", "list"},
-                          cast.server->password("admin") + "\n");
+  auto listed =
+      admin_cli({"--user", "admin", "conflicts", "list"}, cast.server->password("admin") + "\n");
   INFO(listed.err);
   REQUIRE(listed.exit_code == 0);
   const json c = json::parse(listed.out.substr(0, listed.out.find('\n')));

@@ -128,13 +128,14 @@ TEST_CASE("only loopback addresses are accepted", "[faultproxy][address]") {
   CHECK(parse_loopback("[::1]:443", false)->host == "::1");
 
   CHECK_FALSE(parse_loopback("127.0.0.1:0", false).ok());  // upstream needs a port
-  for (const char* bad : {"0.0.0.0:8080", "10.0.0.1:80", "192.168.1.10:80", "8.8.8.8:53",
-                          "[::]:80", "[::ffff:8.8.8.8]:53", "example.com:80", "127.0.0.1",
-                          "127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:http", ":80"}) {
+  for (const char* bad : {"0.0.0.0:8080", "10.0.0.1:80", "192.168.1.10:80", "8.8.8.8:53", "[::]:80",
+                          "[::ffff:8.8.8.8]:53", "example.com:80", "127.0.0.1", "127.0.0.1:99999",
+                          "127.0.0.1:-1", "127.0.0.1:http", ":80"}) {
     INFO(bad);
     auto r = parse_loopback(bad, true);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == fieldsync::Errc::invalid_argument);
   }
-  CHECK(parse_loopback("10.0.0.1:80", true).error().message.find("non-loopback") != std::string::npos);
+  CHECK(parse_loopback("10.0.0.1:80", true).error().message.find("non-loopback") !=
+        std::string::npos);
 }

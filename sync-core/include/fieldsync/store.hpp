@@ -46,10 +46,10 @@ struct RecordView {
   std::string form;
   std::int64_t form_version = 0;
   std::string scope;
-  bool deleted = false;          // visible state (a pending local delete counts)
-  bool dirty = false;            // any unsynced change for this record
-  std::int64_t version = 0;      // server record version last seen
-  bool under_review = false;     // a record-level (delete/duplicate) conflict is open
+  bool deleted = false;                      // visible state (a pending local delete counts)
+  bool dirty = false;                        // any unsynced change for this record
+  std::int64_t version = 0;                  // server record version last seen
+  bool under_review = false;                 // a record-level (delete/duplicate) conflict is open
   std::map<std::string, FieldState> fields;  // only fields that have ever had a value
 
   json to_json() const;  // for the CLI and the C ABI
@@ -57,9 +57,9 @@ struct RecordView {
 
 struct PutRequest {
   std::string form;
-  std::string scope;             // required when creating; must match when updating
-  std::string record;            // empty = create a new record (UUIDv7)
-  json fields = json::object();  // field -> value; null clears
+  std::string scope;                         // required when creating; must match when updating
+  std::string record;                        // empty = create a new record (UUIDv7)
+  json fields = json::object();              // field -> value; null clears
   std::optional<std::int64_t> form_version;  // default: latest imported
 };
 
@@ -94,9 +94,9 @@ struct Receipt {
 struct StoreStatus {
   std::string device_id;
   int schema_version = 0;
-  std::int64_t records = 0;       // visible live records
-  std::int64_t deleted = 0;       // tombstones
-  std::int64_t pending = 0;       // outbox entries
+  std::int64_t records = 0;  // visible live records
+  std::int64_t deleted = 0;  // tombstones
+  std::int64_t pending = 0;  // outbox entries
   std::int64_t rejected = 0;
   std::int64_t under_review = 0;  // fields + records under review
   std::int64_t cursor = 0;
