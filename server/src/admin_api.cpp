@@ -329,8 +329,8 @@ AdminReply AdminApi::resolve_bulk(const Caller& admin, const json& body, std::in
     if (rule == "latest_received" && *rec) {
       std::int64_t seq = (*rec)->row.version;
       if (c.kind == "field") {
-        auto f = (*rec)->fields.find(c.field);
-        seq = f == (*rec)->fields.end() ? 0 : f->second.version;
+        auto f = (*rec)->row.fields.find(c.field);
+        seq = f == (*rec)->row.fields.end() ? 0 : f->second.version;
       }
       if (seq > 0) {
         auto e = store_.log_entry(seq);
@@ -490,8 +490,8 @@ AdminReply AdminApi::kla_report(const Caller& caller, const QueryParams& query) 
       ++a->villages;
       for (const auto& def : f.fields) {
         if (!def.indicator) continue;
-        auto it = r.fields.find(def.name);
-        if (it == r.fields.end() || it->second.value.is_null()) continue;
+        auto it = r.row.fields.find(def.name);
+        if (it == r.row.fields.end() || it->second.value.is_null()) continue;
         const json& v = it->second.value;
         auto& t = a->fields[def.name];
         ++t.with_value;
@@ -627,8 +627,8 @@ AdminReply AdminApi::export_csv(const Caller& caller, const QueryParams& query) 
     std::vector<std::string> row = {r.row.id, r.row.scope, std::to_string(r.row.form_version),
                                     std::to_string(r.row.version)};
     for (const auto& def : (*form)->fields) {
-      auto it = r.fields.find(def.name);
-      row.push_back(it == r.fields.end() ? std::string() : cell(it->second.value));
+      auto it = r.row.fields.find(def.name);
+      row.push_back(it == r.row.fields.end() ? std::string() : cell(it->second.value));
     }
     out += csv_row(row);
   }

@@ -30,6 +30,17 @@ RejectReason reason(std::string code, std::string message, std::string field = {
 
 }  // namespace
 
+std::string record_key_text(const Form& form, const std::map<std::string, FieldRow>& fields) {
+  if (form.key.empty()) return {};
+  json values = json::array();
+  for (const auto& k : form.key) {
+    auto it = fields.find(k);
+    if (it == fields.end() || it->second.value.is_null()) return {};
+    values.push_back(it->second.value);
+  }
+  return values.dump();
+}
+
 // What check() learned about a change, for execute().
 struct Merger::Plan {
   Change change;
@@ -237,19 +248,6 @@ std::int64_t Merger::join_or_open(const RecordRow& record, const std::string& ki
   return *id;
 }
 
-// Canonical text of the record's key values (after this change), or "" when the
-// form has no key or a key field is null.
-std::string Merger::key_text(const Form& form, const std::string& record) {
-  if (form.key.empty()) return {};
-  json values = json::array();
-  for (const auto& k : form.key) {
-    auto f = txn_.field(record, k);
-    if (!f || f->value.is_null()) return {};
-    values.push_back(f->value);
-  }
-  return values.dump();
-}
-
 ChangeResult Merger::execute(Plan& plan) {
   const Change& c = plan.change;
   const std::int64_t seq = txn_.next_seq();
@@ -324,22 +322,23 @@ ChangeResult Merger::execute(Plan& plan) {
     add_conflict(join_or_open(row, "delete", "", seq, candidate), "delete", "");
     result.status = "conflict";
     for (const auto& [name, value] : c.fields.items()) {
-      auto cur = txn_.field(row.id, name);
-      result.versions[name] = cur ? cur->version : 0;
+      auto cur = row.fields.find(name);
+      result.versions[name] = cur == row.fields.end() ? 0 : cur->second.version;
     }
   } else {
     const bool creating = !plan.record;
     bool any_set = false;
     bool key_changed = false;
     row.form_version = std::max(row.form_version, plan.form_version);
-    if (creating) txn_.put_record(row);  // field rows and conflicts refer to it
     for (const auto& [name, value] : c.fields.items()) {
-      FieldRow cur = txn_.field(row.id, name).value_or(FieldRow{nullptr, 0});
+      static const FieldRow kNever{nullptr, 0};
+      auto found = row.fields.find(name);
+      const FieldRow& cur = found == row.fields.end() ? kNever : found->second;
       if (base_of(c.base, name) == cur.version) {
         if (!values_equal(value, cur.value) &&
             std::find(plan.form->key.begin(), plan.form->key.end(), name) != plan.form->key.end())
           key_changed = true;
-        txn_.put_field(row.id, name, FieldRow{value, seq});
+        row.fields[name] = FieldRow{value, seq};
         entry.fields[name] = value;
         result.versions[name] = seq;
         any_set = true;
@@ -353,7 +352,7 @@ ChangeResult Merger::execute(Plan& plan) {
       }
     }
     if (any_set) row.version = seq;
-    row.key_text = key_text(*plan.form, row.id);
+    row.key_text = record_key_text(*plan.form, row.fields);
     txn_.put_record(row);
     if ((creating || key_changed) && !row.key_text.empty()) {
       if (auto other = txn_.find_live_by_key(row.form, row.key_text, row.id)) {

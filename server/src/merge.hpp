@@ -16,6 +16,10 @@
 
 namespace fieldsync::server {
 
+// Canonical text of a record's natural key values (duplicate detection), or ""
+// when the form has no key or a key field is null or missing.
+std::string record_key_text(const Form& form, const std::map<std::string, FieldRow>& fields);
+
 struct MergeContext {
   Caller caller;
   std::string device_id;  // the request's device_id
@@ -56,7 +60,6 @@ class Merger {
   std::shared_ptr<const Form> form(const std::string& id, std::optional<std::int64_t> version);
   std::int64_t join_or_open(const RecordRow& record, const std::string& kind,
                             const std::string& field, std::int64_t seq, const Candidate& candidate);
-  std::string key_text(const Form& form, const std::string& record);
 
   WriteTxn& txn_;
   MergeContext ctx_;

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "fieldsync/hlc.hpp"
+#include "merge.hpp"
 
 namespace fieldsync::server {
 namespace {
@@ -26,16 +27,6 @@ bool candidate_index(const json& body, const ConflictRow& c, std::size_t& out) {
   return out < c.candidates.size();
 }
 
-std::string key_text(const Form& form, const std::map<std::string, FieldRow>& fields) {
-  if (form.key.empty()) return {};
-  json values = json::array();
-  for (const auto& k : form.key) {
-    auto it = fields.find(k);
-    if (it == fields.end() || it->second.value.is_null()) return {};
-    values.push_back(it->second.value);
-  }
-  return values.dump();
-}
 
 class Resolution {
  public:
@@ -50,14 +41,13 @@ class Resolution {
   // its version and key) with `fields` set at the new seq.
   std::int64_t emit(RecordRow& row, const std::string& op, const json& fields, const Form* form) {
     const std::int64_t seq = txn_.next_seq();
-    for (const auto& [name, value] : fields.items())
-      txn_.put_field(row.id, name, FieldRow{value, seq});
+    for (const auto& [name, value] : fields.items()) row.fields[name] = FieldRow{value, seq};
     if (op == "delete") {
       row.deleted = true;
       row.deleted_seq = seq;
     }
     if (op != "upsert" || !fields.empty()) row.version = seq;
-    if (form) row.key_text = key_text(*form, txn_.fields(row.id));
+    if (form) row.key_text = record_key_text(*form, row.fields);
     txn_.put_record(row);
     LogEntry e;
     e.seq = seq;
@@ -132,8 +122,8 @@ ResolveOutcome resolve_conflict(WriteTxn& txn, const Caller& admin, std::int64_t
     if (body.contains("value")) {
       value = body["value"];
     } else if (keep == "server") {
-      auto cur = txn.field(record->id, c.field);
-      value = cur ? cur->value : json(nullptr);
+      auto cur = record->fields.find(c.field);
+      value = cur == record->fields.end() ? json(nullptr) : cur->second.value;
     } else if (keep == "candidate") {
       if (!candidate_index(body, c, i))
         return failure(ResolveFailure::validation,
@@ -164,7 +154,7 @@ ResolveOutcome resolve_conflict(WriteTxn& txn, const Caller& admin, std::int64_t
         // Live again with its last values (every field travels, so a device that
         // dropped them has them back), plus the candidate's.
         json all = json::object();
-        for (const auto& [name, f] : txn.fields(record->id)) all[name] = f.value;
+        for (const auto& [name, f] : record->fields) all[name] = f.value;
         for (const auto& [name, v] : fields.items()) all[name] = v;
         record->deleted = false;
         res.emit(*record, "revive", all, &*form);
@@ -185,19 +175,19 @@ ResolveOutcome resolve_conflict(WriteTxn& txn, const Caller& admin, std::int64_t
       if (!target || target->deleted)
         return failure(ResolveFailure::validation, "the record to merge into is deleted",
                        "merge_into");
-      auto target_fields = txn.fields(target->id);
+      const auto& target_fields = target->fields;
       json fills = json::object();
       std::vector<RecordRow> others;
       for (const auto& other_id : c.records) {
         if (other_id == target->id) continue;
         auto other = txn.record(other_id);
         if (!other || other->deleted) continue;
-        for (const auto& [name, f] : txn.fields(other_id)) {
+        for (const auto& [name, f] : other->fields) {
           if (f.value.is_null() || fills.contains(name)) continue;
           auto t = target_fields.find(name);
           if (t == target_fields.end() || t->second.value.is_null()) fills[name] = f.value;
         }
-        others.push_back(*other);
+        others.push_back(std::move(*other));
       }
       auto target_form = txn.form(target->form, target->form_version);
       res.emit(*target, "upsert", fills, target_form ? &*target_form : nullptr);

@@ -146,7 +146,7 @@ Response from_admin(AdminReply reply) {
 
 json record_json(const RecordState& s) {
   json fields = json::object();
-  for (const auto& [name, f] : s.fields)
+  for (const auto& [name, f] : s.row.fields)
     fields[name] = {{"value", f.value}, {"version", f.version}};
   json conflicts = json::array();
   for (const auto& c : s.conflicts) conflicts.push_back(c.to_json());
@@ -561,8 +561,8 @@ Result<json> Router::conflict_json(const ConflictRow& c) {
     const RecordState& s = **rec;
     std::int64_t seq = s.row.version;
     if (c.kind == "field") {
-      auto it = s.fields.find(c.field);
-      if (it != s.fields.end()) {
+      auto it = s.row.fields.find(c.field);
+      if (it != s.row.fields.end()) {
         server["value"] = it->second.value;
         seq = it->second.version;
       } else {
@@ -570,7 +570,7 @@ Result<json> Router::conflict_json(const ConflictRow& c) {
       }
     } else if (!s.row.deleted) {
       json values = json::object();
-      for (const auto& [name, f] : s.fields) values[name] = f.value;
+      for (const auto& [name, f] : s.row.fields) values[name] = f.value;
       server["value"] = std::move(values);
     }
     server["seq"] = seq;

@@ -86,6 +86,11 @@ struct ThrottleState {
   std::int64_t blocked_until_ms = 0;
 };
 
+struct FieldRow {
+  json value;
+  std::int64_t version = 0;  // seq of the log entry that last set it
+};
+
 struct RecordRow {
   std::string id;
   std::string form;
@@ -97,11 +102,9 @@ struct RecordRow {
   // Canonical text of the natural key values when all are non-null (duplicate
   // detection); empty when the form has no key or a key field is null.
   std::string key_text;
-};
-
-struct FieldRow {
-  json value;
-  std::int64_t version = 0;
+  // Every field the record ever had, with its value and version; a record is read
+  // and written whole.
+  std::map<std::string, FieldRow> fields;
 };
 
 struct Candidate {
@@ -174,8 +177,7 @@ struct DeviceRow {
 };
 
 struct RecordState {
-  RecordRow row;
-  std::map<std::string, FieldRow> fields;
+  RecordRow row;  // with its fields
   std::vector<ConflictRef> conflicts;  // every conflict about this record, with status
 };
 
@@ -277,11 +279,9 @@ class WriteTxn {
 
   virtual std::optional<ProcessedRow> processed(const std::string& change_id) = 0;
   virtual void insert_processed(const ProcessedRow& row) = 0;
+  // A record with its fields; put_record writes it whole (insert or replace).
   virtual std::optional<RecordRow> record(const std::string& id) = 0;
-  virtual void put_record(const RecordRow& row) = 0;  // insert or replace
-  virtual std::optional<FieldRow> field(const std::string& record, const std::string& name) = 0;
-  virtual void put_field(const std::string& record, const std::string& name,
-                         const FieldRow& row) = 0;
+  virtual void put_record(const RecordRow& row) = 0;
   // A live record of `form` other than `exclude` whose key_text is `key_text`.
   virtual std::optional<std::string> find_live_by_key(const std::string& form,
                                                       const std::string& key_text,
@@ -302,7 +302,6 @@ class WriteTxn {
 
   // Conflict resolution (resolve.hpp).
   virtual std::optional<ConflictRow> conflict(std::int64_t id) = 0;  // with records and candidates
-  virtual std::map<std::string, FieldRow> fields(const std::string& record) = 0;
   // Marks the conflict resolved with `resolution` (by, at, what, note, seqs).
   virtual void resolve_conflict(std::int64_t id, const json& resolution) = 0;
 };

@@ -145,6 +145,16 @@ CREATE TABLE devices(
   clock_offset_ms INTEGER,
   oldest_late_change_ms INTEGER) WITHOUT ROWID;
 )sql"},
+    // Version 2: a record's field values and versions move into one JSON column of
+    // its row ({"<field>": [<value>, <version>]}), so the merge reads and writes a
+    // record with one statement instead of one per field.
+    {2, R"sql(
+ALTER TABLE records ADD COLUMN fields TEXT NOT NULL DEFAULT '{}';
+UPDATE records SET fields = coalesce(
+  (SELECT json_group_object(field, json_array(json(value), version))
+   FROM field_values WHERE field_values.record = records.id), '{}');
+DROP TABLE field_values;
+)sql"},
 };
 static_assert(std::size(kMigrations) == kServerSchemaVersion, "one migration per schema version");
 
@@ -458,7 +468,26 @@ std::int64_t load_head(Connection& c) {
 }
 
 const std::string kRecordColumns =
-    "id, form, form_version, scope, deleted, version, deleted_seq, key_text";
+    "id, form, form_version, scope, deleted, version, deleted_seq, key_text, fields";
+
+// The fields column: {"<field>": [<value>, <version>]}.
+std::string fields_text(const std::map<std::string, FieldRow>& fields) {
+  json j = json::object();
+  for (const auto& [name, f] : fields) j[name] = json::array({f.value, f.version});
+  return j.dump();
+}
+
+std::map<std::string, FieldRow> fields_from(const Stmt& q, int col) {
+  json j = q.json_col(col);
+  if (!j.is_object()) fail(Errc::corrupt, "stored record fields are not an object");
+  std::map<std::string, FieldRow> out;
+  for (auto& [name, pair] : j.items()) {
+    if (!pair.is_array() || pair.size() != 2 || !pair[1].is_number_integer())
+      fail(Errc::corrupt, "stored field " + name + " is not [value, version]");
+    out.emplace(name, FieldRow{std::move(pair[0]), pair[1].get<std::int64_t>()});
+  }
+  return out;
+}
 
 RecordRow read_record_row(const Stmt& q) {
   RecordRow r;
@@ -470,6 +499,7 @@ RecordRow read_record_row(const Stmt& q) {
   r.version = q.int64(5);
   r.deleted_seq = q.int64(6);
   r.key_text = q.is_null(7) ? std::string() : q.text(7);
+  r.fields = fields_from(q, 8);
   return r;
 }
 
@@ -480,18 +510,8 @@ std::optional<RecordRow> load_record(Connection& c, const std::string& id) {
   return read_record_row(q);
 }
 
-std::map<std::string, FieldRow> load_fields(Connection& c, const std::string& record) {
-  std::map<std::string, FieldRow> out;
-  auto q =
-      c.query("SELECT field, value, version FROM field_values WHERE record = ?1 ORDER BY field");
-  q.bind(1, record);
-  while (q.step()) out[q.text(0)] = FieldRow{q.json_col(1), q.int64(2)};
-  return out;
-}
-
 RecordState load_record_state(Connection& c, RecordRow row) {
   RecordState s;
-  s.fields = load_fields(c, row.id);
   {
     auto q = c.query(
         "SELECT c.id, c.kind, c.field, c.status FROM conflict_records cr "
@@ -669,8 +689,13 @@ class SqliteWriteTxn final : public WriteTxn {
   }
   std::optional<RecordRow> record(const std::string& id) override { return load_record(c_, id); }
   void put_record(const RecordRow& r) override {
-    auto q = c_.query("INSERT OR REPLACE INTO records(" + kRecordColumns +
-                      ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+    static const std::string sql =
+        "INSERT INTO records(" + kRecordColumns +
+        ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO UPDATE SET "
+        "form = excluded.form, form_version = excluded.form_version, scope = excluded.scope, "
+        "deleted = excluded.deleted, version = excluded.version, deleted_seq = "
+        "excluded.deleted_seq, key_text = excluded.key_text, fields = excluded.fields";
+    auto q = c_.query(sql);
     q.bind(1, r.id)
         .bind(2, r.form)
         .bind(3, r.form_version)
@@ -683,23 +708,8 @@ class SqliteWriteTxn final : public WriteTxn {
     } else {
       q.bind(8, r.key_text);
     }
+    q.bind(9, fields_text(r.fields));
     q.run();
-  }
-  std::optional<FieldRow> field(const std::string& record, const std::string& name) override {
-    auto q = c_.query("SELECT value, version FROM field_values WHERE record = ?1 AND field = ?2");
-    q.bind(1, record).bind(2, name);
-    if (!q.step()) return std::nullopt;
-    return FieldRow{q.json_col(0), q.int64(1)};
-  }
-  void put_field(const std::string& record, const std::string& name, const FieldRow& row) override {
-    c_.query(
-          "INSERT OR REPLACE INTO field_values(record, field, value, version) VALUES(?1, ?2, ?3, "
-          "?4)")
-        .bind(1, record)
-        .bind(2, name)
-        .bind(3, row.value.dump())
-        .bind(4, row.version)
-        .run();
   }
   std::optional<std::string> find_live_by_key(const std::string& form, const std::string& key_text,
                                               const std::string& exclude) override {
@@ -844,9 +854,6 @@ class SqliteWriteTxn final : public WriteTxn {
   }
 
   std::optional<ConflictRow> conflict(std::int64_t id) override { return load_conflict(c_, id); }
-  std::map<std::string, FieldRow> fields(const std::string& record) override {
-    return load_fields(c_, record);
-  }
   void resolve_conflict(std::int64_t id, const json& resolution) override {
     c_.query("UPDATE conflicts SET status = 'resolved', resolution = ?2 WHERE id = ?1")
         .bind(1, id)
@@ -1214,7 +1221,7 @@ class SqliteStore final : public ServerStore {
         if (q.step()) from = q.int64(0);
       }
       for (const auto& step : kMigrations) {
-        if (step.version <= from) continue;
+        if (step.version <= from || step.version > options_.schema_version) continue;
         writer_->exec(step.sql);
         writer_->exec("PRAGMA user_version = " + std::to_string(step.version));
       }

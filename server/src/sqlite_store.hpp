@@ -10,15 +10,19 @@
 
 namespace fieldsync::server {
 
+inline constexpr int kServerSchemaVersion = 2;
+
 struct SqliteStoreOptions {
   std::string path;
   bool create = true;          // create the file when absent
   int max_readers = 4;         // read connections opened on demand, at most this many
   bool durable = true;         // synchronous=FULL (an acknowledged commit survives power loss)
   int busy_timeout_ms = 5000;  // another process (the CLI) holding the write lock
+  // The schema a new or older file is migrated to. Only tests of migrations set
+  // an older one; the store's methods assume the current schema.
+  int schema_version = kServerSchemaVersion;
 };
 
-inline constexpr int kServerSchemaVersion = 1;
 
 // Opens (and creates or migrates) a server store. A file written by a newer
 // schema -> Errc::schema_too_new; a file that is not a fieldsync server store ->

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <map>
 #include <set>
+#include <unordered_map>
 #include <utility>
 
 #include "fieldsync/ids.hpp"
@@ -231,6 +232,11 @@ struct Store::Impl {
   // connection wrote to the file or a transaction rolled back.
   std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<const Form>> form_cache;
   std::map<std::string, std::int64_t> latest_form;
+
+  // Inside apply_sync: the records its results wrote, so that the log entries of
+  // the same response (mostly this device's own changes coming back) are applied
+  // without reading them again, and not written when they change nothing.
+  std::unordered_map<std::string, RecordRow> applied_records;
 
   std::int64_t now_ms() const { return wall(); }
   std::string now_text() const { return format_rfc3339_ms(now_ms()); }
@@ -823,6 +829,7 @@ struct Store::Impl {
         // A create the server refused, of a record it never had: the record goes
         // away locally; the rejected change keeps every value the officer typed.
         db->query("DELETE FROM records WHERE id = ?1").bind(1, row->id).run();
+        applied_records.erase(row->id);
       } else {
         update_record(*row);
       }
@@ -904,41 +911,56 @@ struct Store::Impl {
     if (duplicate) set_review(row->id, "", duplicate, std::nullopt);
     update_record(*row);
     add_receipt(c, r);
+    applied_records.insert_or_assign(row->id, std::move(*row));
   }
 
   void apply_entry(const LogEntry& e) {
-    auto existing = load_record(e.record);
-    bool is_new = !existing;
-    RecordRow row;
-    if (existing) {
-      row = std::move(*existing);
+    RecordRow* row = nullptr;
+    bool is_new = false;
+    if (auto known = applied_records.find(e.record); known != applied_records.end()) {
+      row = &known->second;
     } else {
-      row.id = e.record;
-      row.form = e.form;
-      row.form_version = e.form_version;
-      row.scope = e.scope;
+      auto existing = load_record(e.record);
+      RecordRow fresh;
+      if (existing) {
+        fresh = std::move(*existing);
+      } else {
+        is_new = true;
+        fresh.id = e.record;
+        fresh.form = e.form;
+        fresh.form_version = e.form_version;
+        fresh.scope = e.scope;
+      }
+      row = &applied_records.insert_or_assign(e.record, std::move(fresh)).first->second;
     }
+    bool changed = is_new;
     if (e.op == "delete" || e.op == "revive") {
-      if (e.seq > row.tomb_seq) {
-        row.server_deleted = e.op == "delete";
-        row.tomb_seq = e.seq;
+      if (e.seq > row->tomb_seq) {
+        row->server_deleted = e.op == "delete";
+        row->tomb_seq = e.seq;
+        changed = true;
       }
     }
     if (e.op != "delete" && e.fields.is_object()) {
-      for (const auto& [name, value] : e.fields.items())
-        if (e.seq > row.synced_version(name)) row.synced[name] = json::array({value, e.seq});
+      for (const auto& [name, value] : e.fields.items()) {
+        if (e.seq > row->synced_version(name)) {
+          row->synced[name] = json::array({value, e.seq});
+          changed = true;
+        }
+      }
     }
-    row.version = std::max(row.version, e.seq);
-    row.form_version = std::max(row.form_version, e.form_version);
+    if (e.seq > row->version || e.form_version > row->form_version) changed = true;
+    row->version = std::max(row->version, e.seq);
+    row->form_version = std::max(row->form_version, e.form_version);
     if (is_new)
-      insert_record(row);
-    else
-      update_record(row);
+      insert_record(*row);
+    else if (changed)
+      update_record(*row);
     for (const auto& ref : e.conflicts) {
       if (ref.status == "resolved")
-        clear_reviews(row.id, ref.id);
+        clear_reviews(row->id, ref.id);
       else
-        set_review(row.id, ref.kind == "delete" || ref.kind == "duplicate_record" ? "" : ref.field,
+        set_review(row->id, ref.kind == "delete" || ref.kind == "duplicate_record" ? "" : ref.field,
                    ref.id, std::nullopt);
     }
     if (auto h = Hlc::parse(e.hlc); h) {
@@ -1199,7 +1221,12 @@ Result<void> Store::apply_sync(const std::vector<Change>& sent, const SyncRespon
     std::stable_sort(entries.begin(), entries.end(),
                      [](const LogEntry* a, const LogEntry* b) { return a->seq < b->seq; });
 
+    struct Forget {  // the cache never outlives this call, whatever happens
+      std::unordered_map<std::string, RecordRow>& records;
+      ~Forget() { records.clear(); }
+    } forget{impl_->applied_records};
     impl_->write([&] {
+      impl_->applied_records.clear();  // a retried transaction starts afresh
       for (const auto& r : response.results) impl_->apply_result(r);
       for (const LogEntry* e : entries) impl_->apply_entry(*e);
       std::int64_t old = impl_->meta_int("cursor");

@@ -102,8 +102,8 @@ TEST_CASE("resolving a field conflict is a new change every device pulls",
     CHECK(r["seqs"] == json::array({head + 1}));
     CHECK(r["seq"] == head + 1);
     auto rec = f.store->record(record_id(1)).value();
-    CHECK(rec->fields.at("count").value == 20);
-    CHECK(rec->fields.at("count").version == head + 1);
+    CHECK(rec->row.fields.at("count").value == 20);
+    CHECK(rec->row.fields.at("count").version == head + 1);
     auto e = f.log().back();
     CHECK(e.origin == "admin:admin:" + std::to_string(id));
     CHECK(e.author == "admin");
@@ -122,7 +122,7 @@ TEST_CASE("resolving a field conflict is a new change every device pulls",
   }
   SECTION("keep the server value or set another") {
     f.post(path, {{"value", 33}}, f.admin);
-    CHECK(f.store->record(record_id(1)).value()->fields.at("count").value == 33);
+    CHECK(f.store->record(record_id(1)).value()->row.fields.at("count").value == 33);
   }
   SECTION("invalid resolutions are 400 validation and change nothing") {
     CHECK(f.post(path, {{"value", -5}}, f.admin, 400)["error"]["field"] == "value");
@@ -165,8 +165,8 @@ TEST_CASE("resolving delete conflicts: keep deleted, or keep the record with a c
     f.post(path, {{"keep", "record"}, {"candidate", 0}}, f.admin);
     auto rec = f.store->record(record_id(1)).value();
     CHECK(!rec->row.deleted);
-    CHECK(rec->fields.at("count").value == 5);
-    CHECK(rec->fields.at("code").value == "k");
+    CHECK(rec->row.fields.at("count").value == 5);
+    CHECK(rec->row.fields.at("code").value == "k");
     auto e = f.log().back();
     CHECK(e.op == "revive");
     CHECK(e.fields == json{{"code", "k"}, {"count", 5}, {"period", "1"}});
@@ -195,8 +195,8 @@ TEST_CASE("resolving duplicates: keep both, or merge into one", "[server][admin]
     auto res = f.post(path, {{"merge_into", record_id(1)}}, f.admin);
     CHECK(res["seqs"].size() == 2);
     auto one = f.store->record(record_id(1)).value();
-    CHECK(one->fields.at("note").value == "from b");
-    CHECK(one->fields.at("count").value == 1);
+    CHECK(one->row.fields.at("note").value == "from b");
+    CHECK(one->row.fields.at("count").value == 1);
     CHECK(f.store->record(record_id(2)).value()->row.deleted);
     CHECK(f.post(path, {{"merge_into", record_id(9)}}, f.admin, 409)["error"]["code"] ==
           "already_resolved");

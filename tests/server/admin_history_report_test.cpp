@@ -175,8 +175,8 @@ TEST_CASE("bulk resolution: a dry run changes nothing, then each rule resolves",
     auto done = f.post("/v1/conflicts/resolve-bulk", body, f.admin);
     INFO(done.dump());
     CHECK(done["resolved"] == 2);
-    CHECK(f.store->record(record_id(1)).value()->fields.at("count").value == 20);
-    CHECK(f.store->record(record_id(2)).value()->fields.at("count").value == 40);
+    CHECK(f.store->record(record_id(1)).value()->row.fields.at("count").value == 20);
+    CHECK(f.store->record(record_id(2)).value()->row.fields.at("count").value == 40);
     auto c = f.get("/v1/conflicts/" + std::to_string(c2), f.admin);
     CHECK(c["status"] == "resolved");
     CHECK(c["resolution"]["note"] == "latest wins");
@@ -194,7 +194,7 @@ TEST_CASE("bulk resolution: a dry run changes nothing, then each rule resolves",
                {{"rule", "server"}, {"filter", {{"kind", "field"}, {"scope", "14.03.02"}}}},
                f.admin);
     CHECK(r["resolved"] == 2);
-    CHECK(f.store->record(record_id(1)).value()->fields.at("count").value == 10);
+    CHECK(f.store->record(record_id(1)).value()->row.fields.at("count").value == 10);
     r = f.post("/v1/conflicts/resolve-bulk",
                {{"rule", "server"}, {"filter", {{"kind", "duplicate_record"}}}}, f.admin);
     CHECK(r["resolved"] == 1);
@@ -227,7 +227,7 @@ TEST_CASE("the KLA report aggregates per kecamatan and regency, within the calle
   f.sync(f.one, "dev-1",
          json::array({Fixture::kc("dev-1:4", record_id(4), {}, {{"", v4}}, "14.03.02.2003",
                                   "delete")}));
-  auto v1 = f.store->record(record_id(1)).value()->fields.at("count").version;
+  auto v1 = f.store->record(record_id(1)).value()->row.fields.at("count").version;
   f.sync(f.one, "dev-1", json::array({Fixture::kc("dev-1:5", record_id(1), {{"count", 6}}, {{"count", v1}})}));
   f.sync(f.two, "dev-2", json::array({Fixture::kc("dev-2:1", record_id(1), {{"count", 9}}, {{"count", v1}})}));
 

@@ -117,7 +117,7 @@ class AdminSimulation {
         REQUIRE(by_id.count(s.row.id) == 1);
         const RecordView& v = *by_id.at(s.row.id);
         CHECK(v.deleted == s.row.deleted);
-        for (const auto& [name, field] : s.fields) {
+        for (const auto& [name, field] : s.row.fields) {
           CAPTURE(name);
           auto it = v.fields.find(name);
           const json mine_value = it == v.fields.end() ? json() : it->second.value;

@@ -182,8 +182,8 @@ class Simulation {
         CHECK(mine.deleted == s.row.deleted);
         CHECK(mine.scope == s.row.scope);
         CHECK(mine.version == s.row.version);
-        REQUIRE(mine.fields.size() == s.fields.size());
-        for (const auto& [name, field] : s.fields) {
+        REQUIRE(mine.fields.size() == s.row.fields.size());
+        for (const auto& [name, field] : s.row.fields) {
           CAPTURE(name);
           REQUIRE(mine.fields.count(name) == 1);
           CHECK(values_equal(mine.fields.at(name).value, field.value));

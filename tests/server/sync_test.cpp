@@ -83,8 +83,8 @@ TEST_CASE("an upsert is applied with one log entry and versions", "[server][sync
 
   auto rec = f.record(1);
   CHECK(rec.row.version == seq);
-  CHECK(rec.fields.at("count").value == 5);
-  CHECK(rec.fields.at("count").version == seq);
+  CHECK(rec.row.fields.at("count").value == 5);
+  CHECK(rec.row.fields.at("count").version == seq);
 
   auto dev = f.store->device("dev-a");
   REQUIRE(dev.ok());
@@ -161,7 +161,7 @@ TEST_CASE("field versions: set, equal value, conflict, and merge of different fi
     REQUIRE(rb["conflicts"].size() == 1);
     CHECK(rb["conflicts"][0]["kind"] == "field");
     CHECK(rb["conflicts"][0]["field"] == "count");
-    CHECK(f.record(1).fields.at("count").value == 10);  // the server value stays
+    CHECK(f.record(1).row.fields.at("count").value == 10);  // the server value stays
 
     auto c = f.conflict(rb["conflicts"][0]["id"].get<std::int64_t>());
     CHECK(c.status == "open");
@@ -192,13 +192,13 @@ TEST_CASE("field versions: set, equal value, conflict, and merge of different fi
           f.sync(f.bantan, "dev-a",
                  json::array({change("dev-a:3", record_id(1), {{"count", 40}}, {{"count", va}})}));
       CHECK(ok["results"][0]["status"] == "applied");
-      CHECK(f.record(1).fields.at("count").value == 40);
+      CHECK(f.record(1).row.fields.at("count").value == 40);
     }
   }
   SECTION("a stale base with the value the server already has is no conflict") {
     f.sync(f.bantan, "dev-a",
            json::array({change("dev-a:1", record_id(1), {{"tags", {"a", "b"}}}, {{"tags", 0}})}));
-    const auto tag_version = f.record(1).fields.at("tags").version;
+    const auto tag_version = f.record(1).row.fields.at("tags").version;
     auto b = f.sync(
         f.bantan2, "dev-b",
         json::array({change("dev-b:1", record_id(1), {{"tags", {"b", "a"}}}, {{"tags", 0}})}));
@@ -217,9 +217,9 @@ TEST_CASE("field versions: set, equal value, conflict, and merge of different fi
     CHECK(a["results"][0]["status"] == "applied");
     CHECK(b["results"][0]["status"] == "applied");
     auto rec = f.record(1);
-    CHECK(rec.fields.at("count").value == 7);
-    CHECK(rec.fields.at("note").value == "seen");
-    CHECK(rec.fields.at("flag").value == true);
+    CHECK(rec.row.fields.at("count").value == 7);
+    CHECK(rec.row.fields.at("note").value == "seen");
+    CHECK(rec.row.fields.at("flag").value == true);
     CHECK(rec.row.version == seq_of(b["results"][0]));
     CHECK(f.stats().open_conflicts == 0);
   }
@@ -232,8 +232,8 @@ TEST_CASE("field versions: set, equal value, conflict, and merge of different fi
     auto r = b["results"][0];
     CHECK(r["status"] == "conflict");
     CHECK(r["versions"]["flag"] == seq_of(r));
-    CHECK(f.record(1).fields.at("flag").value == false);
-    CHECK(f.record(1).fields.at("count").value == 7);
+    CHECK(f.record(1).row.fields.at("flag").value == false);
+    CHECK(f.record(1).row.fields.at("count").value == 7);
   }
   SECTION("an upsert that sets nothing still gets exactly one log entry") {
     const auto before = f.stats().log_entries;
@@ -298,7 +298,7 @@ TEST_CASE("delete against edit, both directions", "[server][sync][conflict]") {
     CHECK(r["versions"]["count"] == v0);
     auto rec = f.record(1);
     CHECK(rec.row.deleted);
-    CHECK(rec.fields.at("count").value == 1);
+    CHECK(rec.row.fields.at("count").value == 1);
     auto c = f.conflict(r["conflicts"][0]["id"].get<std::int64_t>());
     REQUIRE(c.candidates.size() == 1);
     CHECK(c.candidates[0].op == "upsert");
@@ -345,7 +345,7 @@ TEST_CASE("two live records with the same key open a duplicate_record conflict",
   CHECK(c.records == std::vector<std::string>{record_id(1), record_id(2)});
   REQUIRE(c.candidates.size() == 1);
   CHECK(c.candidates[0].record == record_id(2));
-  CHECK(f.record(2).fields.at("code").value == "14.03.02.2001");
+  CHECK(f.record(2).row.fields.at("code").value == "14.03.02.2001");
 
   SECTION("a third duplicate joins; another period or a changed key does not collide") {
     auto third = f.sync(f.bantan2, "dev-b",
