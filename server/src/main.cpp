@@ -223,6 +223,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--body-limit", limits.body_limit, "largest request body in bytes")
       ->capture_default_str();
+  std::int64_t header_timeout_s = limits.header_timeout.count();
+  std::int64_t body_timeout_s = limits.body_timeout.count();
+  serve_cmd
+      ->add_option("--header-timeout", header_timeout_s,
+                   "seconds to receive a request's header (also the keep-alive idle time); a "
+                   "slower client is disconnected")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  serve_cmd
+      ->add_option("--body-timeout", body_timeout_s,
+                   "seconds without progress while receiving a body before the client is "
+                   "disconnected")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   serve_cmd->add_option("--batch-limit", limits.batch_limit, "most changes in one sync request")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
@@ -290,8 +304,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (*serve_cmd)
+    if (*serve_cmd) {
+      limits.header_timeout = std::chrono::seconds(header_timeout_s);
+      limits.body_timeout = std::chrono::seconds(body_timeout_s);
       return serve(db, listen, limits, token_days, quiet, tls_cert, tls_key, clock_skew_minutes);
+    }
     if (*user_add_cmd) return user_add(db, user_name, role, scopes, password_stdin);
     if (*user_revoke_cmd) return user_revoke(db, user_name);
     if (*form_publish_cmd) return form_publish(db, form_file);

@@ -92,33 +92,6 @@ bool is_json_media_type(std::string_view value) {
   return true;
 }
 
-struct TooDeep {};
-
-// Strict RFC 8259 parse with a nesting cap (the parser callback stops early, so a
-// body of eight million '[' costs nothing).
-Result<json> parse_json(const std::string& text, int max_depth) {
-  try {
-    json j = json::parse(
-        text,
-        [max_depth](int depth, json::parse_event_t event, json&) {
-          // `depth` counts the containers around this one: the 65th nested
-          // container opens at depth 64.
-          if ((event == json::parse_event_t::object_start ||
-               event == json::parse_event_t::array_start) &&
-              depth >= max_depth)
-            throw TooDeep{};
-          return true;
-        },
-        true);
-    return j;
-  } catch (const TooDeep&) {
-    return Error(Errc::invalid_argument,
-                 "the JSON body is nested more than " + std::to_string(max_depth) + " levels deep");
-  } catch (const json::exception& e) {
-    return Error(Errc::invalid_argument, std::string("the body is not valid JSON: ") + e.what());
-  }
-}
-
 // A query parameter that must be a whole number >= 0; nullopt when malformed.
 std::optional<std::int64_t> parse_count(std::string_view s) {
   std::int64_t v = 0;
@@ -365,7 +338,7 @@ std::optional<Response> Router::read_json(const Request& req, json& out) {
   if (!is_json_media_type(req.header("Content-Type")))
     return error_response(415, "unsupported_media_type",
                           "the body must be Content-Type: application/json");
-  auto parsed = parse_json(req.body, options_.limits.json_max_depth);
+  auto parsed = parse_strict_json(req.body, options_.limits.json_max_depth);
   if (!parsed) return bad_request(parsed.error().message);
   out = std::move(parsed).value();
   return std::nullopt;

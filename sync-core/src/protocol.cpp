@@ -2,6 +2,7 @@
 #include "fieldsync/protocol.hpp"
 
 #include <limits>
+#include <set>
 #include <type_traits>
 
 #include "fieldsync/hlc.hpp"
@@ -315,6 +316,54 @@ Result<LoginResponse> LoginResponse::from_json(const json& j) {
   if (!user) return std::move(user).error();
   r.user = std::move(user).value();
   return r;
+}
+
+namespace {
+struct TooDeep {};
+struct DuplicateKey {
+  std::string key;
+};
+}  // namespace
+
+Result<json> parse_strict_json(std::string_view text, int max_depth) {
+  // The member names seen so far in each open object, innermost last.
+  std::vector<std::set<std::string>> keys;
+  try {
+    json j = json::parse(
+        text.begin(), text.end(),
+        [max_depth, &keys](int depth, json::parse_event_t event, json& parsed) {
+          switch (event) {
+            case json::parse_event_t::object_start:
+            case json::parse_event_t::array_start:
+              // `depth` counts the containers around this one: the 65th nested
+              // container opens at depth 64.
+              if (depth >= max_depth) throw TooDeep{};
+              if (event == json::parse_event_t::object_start) keys.emplace_back();
+              break;
+            case json::parse_event_t::object_end:
+              keys.pop_back();
+              break;
+            case json::parse_event_t::key:
+              if (!keys.back().insert(parsed.get<std::string>()).second)
+                throw DuplicateKey{parsed.get<std::string>()};
+              break;
+            default:
+              break;
+          }
+          return true;
+        },
+        true);
+    return j;
+  } catch (const TooDeep&) {
+    return Error(Errc::invalid_argument,
+                 "the JSON body is nested more than " + std::to_string(max_depth) + " levels deep");
+  } catch (const DuplicateKey& d) {
+    return Error(Errc::invalid_argument, "the JSON body has an object with the member " +
+                                             json(d.key).dump() +
+                                             " twice; duplicate member names are refused");
+  } catch (const json::exception& e) {
+    return Error(Errc::invalid_argument, std::string("the body is not valid JSON: ") + e.what());
+  }
 }
 
 json error_body(std::string_view code, std::string_view message, std::string_view field) {

@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -149,6 +150,14 @@ struct LoginResponse {
   json to_json() const;
   static Result<LoginResponse> from_json(const json& j);
 };
+
+// Parses a request body the way protocol.md's "strict RFC 8259" says: UTF-8, no
+// NaN/Infinity or comments, at most `max_depth` nested containers (deeper input is
+// refused as soon as it is seen, so a body of a million '[' costs nothing) and no
+// object with the same member name twice (ambiguous input is refused, not
+// resolved by taking one). Errors are Errc::invalid_argument with a message for
+// people.
+Result<json> parse_strict_json(std::string_view text, int max_depth);
 
 // {"error": {"code": ..., "message": ..., ["field": ...]}}
 json error_body(std::string_view code, std::string_view message, std::string_view field = {});
