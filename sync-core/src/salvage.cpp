@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
 #include <system_error>
 #include <utility>
@@ -42,8 +43,9 @@ constexpr int kMaxResumes = 100000;
 // parsed; a column that does not parse is exported as text and the row marked.
 struct TableSpec {
   const char* name;
-  const char* export_key;  // key in the export document
-  bool rowid;              // a rowid table (else WITHOUT ROWID: read until the first error)
+  const char* export_key;   // key in the export document
+  bool rowid;               // a rowid table (else WITHOUT ROWID: read until the first error)
+  std::size_t key_columns;  // WITHOUT ROWID: the first columns form the primary key
   std::vector<const char*> columns;
   std::vector<const char*> json_cols;
 };
@@ -53,29 +55,33 @@ const std::vector<TableSpec>& table_specs() {
       {"outbox",
        "unsynced_changes",
        true,
+       0,
        {"counter", "change_id", "record", "op", "form", "form_version", "scope", "fields", "base",
         "hlc", "attempted", "created_at"},
        {"fields", "base"}},
       {"rejected",
        "rejected",
        true,
+       0,
        {"change_id", "counter", "record", "change", "code", "message", "field", "rejected_at"},
        {"change"}},
       {"records",
        "records",
        true,
+       0,
        {"id", "form", "form_version", "scope", "version", "server_deleted", "tomb_seq",
         "local_deleted", "synced"},
        {"synced"}},
-      {"reviews", "reviews", false, {"record", "field", "conflict", "my_value"}, {"my_value"}},
+      {"reviews", "reviews", false, 3, {"record", "field", "conflict", "my_value"}, {"my_value"}},
       {"receipts",
        "receipts",
        true,
+       0,
        {"seqno", "change_id", "record", "status", "seq", "received_at"},
        {}},
-      {"meta", "meta", false, {"key", "value"}, {}},
-      {"settings", "settings", false, {"key", "value"}, {}},
-      {"forms", "forms", false, {"id", "version", "definition"}, {"definition"}},
+      {"meta", "meta", false, 1, {"key", "value"}, {}},
+      {"settings", "settings", false, 1, {"key", "value"}, {}},
+      {"forms", "forms", false, 2, {"id", "version", "definition"}, {"definition"}},
   };
   return specs;
 }
@@ -219,8 +225,15 @@ class Reader {
       t.found = true;
       sqlite3_bind_int64(st.s, 1, next);
       bool at_end = false;
+      bool backwards = false;
       while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) {
         const std::int64_t key = sqlite3_column_int64(st.s, 0);
+        if (key < next) {
+          // Damaged pages can lead the scan back to rows already read (even in
+          // a cycle): stop and step over, as for any other damage.
+          backwards = true;
+          break;
+        }
         bool damaged = false;
         rows.push_back(row_json(spec, st.s, 1, damaged));
         ++t.rows;
@@ -231,13 +244,15 @@ class Reader {
         }
         next = key + 1;
       }
-      if (at_end || rc == SQLITE_DONE) {
+      if (!backwards && (at_end || rc == SQLITE_DONE)) {
         t.complete = clean;
         return;
       }
       // Damage between `next - 1` and whatever follows.
       clean = false;
-      t.errors.push_back(errmsg(db_, rc));
+      t.errors.push_back(backwards ? "rows out of order after rowid " + std::to_string(next - 1) +
+                                         ": the table's pages are damaged"
+                                   : errmsg(db_, rc));
       if (!step_over(spec, t, rows, next)) return;
     }
     t.errors.push_back("gave up after " + std::to_string(kMaxResumes) + " damaged places");
@@ -254,9 +269,17 @@ class Reader {
       return;
     }
     t.found = true;
+    std::set<std::string> seen;  // primary keys read: damaged pages may lead back
     while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) {
       bool damaged = false;
       json row = row_json(spec, st.s, 0, damaged);
+      json key = json::array();
+      for (std::size_t i = 0; i < spec.key_columns; ++i) key.push_back(row[spec.columns[i]]);
+      if (!seen.insert(key.dump(-1, ' ', false, json::error_handler_t::replace)).second) {
+        t.errors.push_back(
+            "a key was met twice: the table's pages are damaged; the rest was not read");
+        return;
+      }
       if (std::string(spec.name) == "settings" && row["key"].is_string() &&
           secret_setting(row["key"].get<std::string>()))
         continue;

@@ -383,7 +383,7 @@ TEST_CASE("random damage never crashes salvage", "[core][salvage]") {
   const std::set<std::int64_t> outbox_pages(tables.at("outbox").begin(), tables.at("outbox").end());
   const std::size_t pages = original.size() / kPage;
   int missed_outbox = 0;
-  for (unsigned seed = 1; seed <= 16; ++seed) {
+  for (unsigned seed = 1; seed <= 40; ++seed) {
     INFO("seed " << seed);
     std::mt19937 rng(seed);
     std::string bytes = original;
@@ -405,6 +405,11 @@ TEST_CASE("random damage never crashes salvage", "[core][salvage]") {
     CHECK(r.opened);
     CHECK_NOTHROW(r.document.dump(-1, ' ', false, json::error_handler_t::replace));
     CHECK(r.document.at("unsynced_changes").size() == static_cast<std::size_t>(r.outbox().rows));
+    // Damaged pages can lead a scan back to rows already read, even in a cycle
+    // (seed 9 did, 4 million times): each row is read once.
+    CHECK(r.document.at("unsynced_changes").size() <= o.outbox.size() + 100);
+    CHECK(r.document.at("records").size() <= o.records + 100);
+    CHECK(r.document.at("receipts").size() <= o.receipts + 100);
     if (!outbox_hit) {
       ++missed_outbox;
       CHECK(check_accounted(r, o) == o.outbox.size());
