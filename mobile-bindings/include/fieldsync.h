@@ -143,6 +143,20 @@ FIELDSYNC_API char* fieldsync_store_device_id(fieldsync_store* store,
 FIELDSYNC_API char* fieldsync_store_status(fieldsync_store* store,
                                            fieldsync_error* out_error) FIELDSYNC_NOEXCEPT;
 
+/* Salvage of a store that fieldsync_store_open() refuses as damaged
+ * (FIELDSYNC_ERR_CORRUPT: truncated, pages overwritten, header lost;
+ * docs/storage.md "Salvage"). Reads every row that can still be read from a
+ * private copy of `path` (the file itself is never written to; a store in use
+ * may be salvaged) and writes the export, JSON, to `out_path`, which must not
+ * exist. Returns a JSON summary {"complete", "opened", "header_repaired",
+ * "unsynced_changes", "tables": {name: {"found", "rows", "damaged_rows",
+ * "unreadable", "errors", "complete"}}} to free with fieldsync_free(), or NULL
+ * (FIELDSYNC_ERR_NOT_FOUND: no file at `path`; FIELDSYNC_ERR_INVALID_ARGUMENT:
+ * `out_path` exists or is the store's own file). A partial export is not a
+ * failure: read "complete". No handle; any thread. */
+FIELDSYNC_API char* fieldsync_store_salvage(const char* path, const char* out_path,
+                                            fieldsync_error* out_error) FIELDSYNC_NOEXCEPT;
+
 /* ------------------------------------------------------------------------
  * Forms
  * ------------------------------------------------------------------------ */

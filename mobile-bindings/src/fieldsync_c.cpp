@@ -19,6 +19,7 @@
 #include "callback_transport.hpp"
 #include "fieldsync/error.hpp"
 #include "fieldsync/form.hpp"
+#include "fieldsync/salvage.hpp"
 #include "fieldsync/store.hpp"
 #include "fieldsync/sync.hpp"
 #include "fieldsync/transport.hpp"
@@ -498,6 +499,23 @@ char* fieldsync_store_status(fieldsync_store* store, fieldsync_error* out_error)
       return status.error();
     }
     out = dup_json(status->to_json());
+    return {};
+  });
+  return out;
+}
+
+char* fieldsync_store_salvage(const char* path, const char* out_path,
+                              fieldsync_error* out_error) noexcept {
+  char* out = nullptr;
+  guarded(out_error, [&]() -> Result<void> {
+    if (path == nullptr || *path == '\0' || out_path == nullptr || *out_path == '\0') {
+      return Error{Errc::invalid_argument, "path and out_path are required"};
+    }
+    auto report = fieldsync::salvage_store(path, out_path);
+    if (!report.ok()) {
+      return report.error();
+    }
+    out = dup_json(report->summary_json());
     return {};
   });
   return out;

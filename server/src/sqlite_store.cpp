@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "crash_points.hpp"
+
 namespace fieldsync::server {
 namespace {
 
@@ -806,6 +808,7 @@ class SqliteWriteTxn final : public WriteTxn {
       q.bind(13, cs.dump());
     }
     q.run();
+    FIELDSYNC_CRASH_POINT("after_log_insert");
   }
   void insert_quarantine(const QuarantineRow& r) override {
     c_.query(

@@ -3,6 +3,8 @@
 
 #include <utility>
 
+#include "crash_points.hpp"
+
 namespace fieldsync::server {
 
 struct Writer::Pending {
@@ -141,8 +143,13 @@ void Writer::run_batch(std::deque<std::shared_ptr<Pending>>& batch) {
     batch_error = txn.error();
   } else {
     try {
-      for (auto& p : batch) results.push_back(run_job(**txn, p->job));
+      for (auto& p : batch) {
+        if (!results.empty()) FIELDSYNC_CRASH_POINT("mid_batch");  // jobs done, not committed
+        results.push_back(run_job(**txn, p->job));
+      }
+      FIELDSYNC_CRASH_POINT("before_commit");
       batch_error = (*txn)->commit();
+      if (batch_error) FIELDSYNC_CRASH_POINT("after_commit_before_response");
     } catch (const StoreFailure& f) {
       batch_error = f.error;
     }

@@ -94,6 +94,18 @@ CREATE TABLE receipts(
 static_assert(std::size(kMigrations) == Store::kSchemaVersion,
               "one migration step per schema version");
 
+// What the officer should do with a store that cannot be opened: save what can be
+// read (salvage.hpp) before anything else happens to the file.
+std::string salvage_hint(const std::string& path, bool maybe_other_file) {
+  return std::string(". Nothing in the file was changed. ") +
+         (maybe_other_file ? "If it was a fieldsync store, its header is damaged: " : "") +
+         "keep the file, do not reinstall or delete the app's data, and export every change "
+         "that can still be read with `fieldsync-cli salvage --db " +
+         path +
+         " --out salvage.json` (in an app: fieldsync_store_salvage of the C ABI, "
+         "fieldsync::salvage_store): it lists the unsynced changes and what could not be read";
+}
+
 template <class F>
 auto guarded(F&& body) -> decltype(body()) {
   try {
@@ -254,7 +266,8 @@ struct Store::Impl {
       user_version = pragma_int("PRAGMA user_version");
     } catch (const Failure& f) {
       if (f.error.code == Errc::corrupt)
-        fail(Errc::corrupt, path + " is not a fieldsync store: not a SQLite database");
+        fail(Errc::corrupt,
+             path + " is not a fieldsync store: not a SQLite database" + salvage_hint(path, true));
       throw;
     }
     std::int64_t tables = 0;
@@ -295,7 +308,9 @@ struct Store::Impl {
         report += q.text(0);
         if (report.size() > 400) break;
       }
-      if (report != "ok") fail(Errc::corrupt, path + " is damaged: " + report);
+      if (report != "ok")
+        fail(Errc::corrupt,
+             path + " is damaged" + salvage_hint(path, false) + ". SQLite reports: " + report);
     }
     {
       auto q = db->query("PRAGMA journal_mode = WAL");
@@ -1017,7 +1032,16 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     impl->clock = HlcClock(impl->wall);
     impl->db = Db::open(options.path, options.create);
     sqlite3_busy_timeout(impl->db->handle(), kBusyTimeoutMs);
-    impl->open_checked();
+    try {
+      impl->open_checked();
+    } catch (const Failure& f) {
+      // SQLite found damage past the checks above (e.g. while migrating).
+      if (f.error.code != Errc::corrupt || f.error.message.find("salvage") != std::string::npos ||
+          f.error.message.find("not a fieldsync store") != std::string::npos)
+        throw;
+      fail(Errc::corrupt,
+           options.path + ": " + f.error.message + salvage_hint(options.path, false));
+    }
     return std::unique_ptr<Store>(new Store(std::move(impl)));
   });
 }

@@ -14,6 +14,7 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include <fcntl.h>
@@ -55,8 +56,22 @@ std::vector<char*> make_argv(const std::vector<std::string>& args) {
 // Starts args[0] with the given descriptors as its stdin, stdout and stderr.
 // Returns the pid, or an error when the program could not be executed (the child
 // reports exec's errno through a close-on-exec pipe).
-Result<pid_t> spawn(const std::vector<std::string>& args, int in_fd, int out_fd, int err_fd) {
+// `env` ("NAME=value") is added to this process's environment, replacing a
+// variable of the same name.
+Result<pid_t> spawn(const std::vector<std::string>& args, int in_fd, int out_fd, int err_fd,
+                    const std::vector<std::string>& env = {}) {
   auto argv = make_argv(args);
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const auto eq = entry.find('=');
+    const auto name = entry.substr(0, eq == std::string_view::npos ? entry.size() : eq + 1);
+    bool replaced = false;
+    for (const auto& extra : env) replaced = replaced || extra.rfind(name, 0) == 0;
+    if (!replaced) envp.push_back(*e);
+  }
+  for (const auto& extra : env) envp.push_back(const_cast<char*>(extra.c_str()));
+  envp.push_back(nullptr);
   int report[2];
   if (!make_pipe(report)) return Error(Errc::io, errno_text("pipe", errno));
   const pid_t parent = ::getpid();
@@ -79,7 +94,7 @@ Result<pid_t> spawn(const std::vector<std::string>& args, int in_fd, int out_fd,
       (void)!::write(report[1], &err, sizeof err);
       ::_exit(127);
     }
-    ::execve(argv[0], argv.data(), environ);
+    ::execve(argv[0], argv.data(), envp.data());
     const int err = errno;
     (void)!::write(report[1], &err, sizeof err);
     ::_exit(127);
@@ -357,7 +372,7 @@ Result<void> ServerProcess::prepare() {
   return {};
 }
 
-Result<void> ServerProcess::start(std::uint16_t port) {
+Result<void> ServerProcess::start(std::uint16_t port, const std::vector<std::string>& env) {
   if (running()) return Error(Errc::invalid_argument, "the server is already running");
   if (!binary_available()) return Error(Errc::not_found, "no server binary at " + binary_path());
   if (!prepared_) {
@@ -375,7 +390,8 @@ Result<void> ServerProcess::start(std::uint16_t port) {
   const int out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   const int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   Result<pid_t> spawned = Error(Errc::io, errno_text("open the server's output files", errno));
-  if (null_fd >= 0 && out_fd >= 0 && err_fd >= 0) spawned = spawn(args, null_fd, out_fd, err_fd);
+  if (null_fd >= 0 && out_fd >= 0 && err_fd >= 0)
+    spawned = spawn(args, null_fd, out_fd, err_fd, env);
   for (int fd : {null_fd, out_fd, err_fd})
     if (fd >= 0) ::close(fd);
   if (!spawned) return spawned.error();
@@ -413,6 +429,16 @@ Result<int> ServerProcess::stop(std::chrono::milliseconds grace) {
     return Error(Errc::timeout,
                  "the server ignored SIGTERM for " + std::to_string(grace.count()) + " ms");
   }
+  pid_ = -1;
+  return *code;
+}
+
+Result<int> ServerProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (!running()) return Error(Errc::invalid_argument, "the server is not running");
+  auto code = wait_until(pid_, Clock::now() + timeout);
+  if (!code)
+    return Error(Errc::timeout,
+                 "the server still runs after " + std::to_string(timeout.count()) + " ms");
   pid_ = -1;
   return *code;
 }

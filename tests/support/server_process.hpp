@@ -84,9 +84,14 @@ class ServerProcess {
   // forms with the server CLI, then serves. Later calls (after stop/kill) restart
   // on the same database. `port` 0 = any free port; pass port() to come back on
   // the same address. Waits until the server printed "listening on HOST:PORT".
-  Result<void> start(std::uint16_t port = 0);
+  // `env` ("NAME=value", e.g. "FIELDSYNC_CRASH_AT=before_commit") is added to the
+  // environment of this start only.
+  Result<void> start(std::uint16_t port = 0, const std::vector<std::string>& env = {});
   // SIGTERM and wait; returns the exit code (128 + signal when killed by one).
   Result<int> stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+  // Waits (without signalling) for the server to exit by itself, e.g. at a crash
+  // point; returns the exit code (128 + signal). Errc::timeout when it still runs.
+  Result<int> wait_exit(std::chrono::milliseconds timeout);
   // SIGKILL and wait (crash tests).
   void kill9();
   bool running() const { return pid_ > 0; }

@@ -34,6 +34,7 @@ struct Context {
   std::string db;
   // The chosen command's work, run after the whole command line parsed.
   std::vector<std::function<void()>> actions;
+  int exit_code = 0;  // set by an action that succeeded only in part (salvage)
   // Opens the store named by --db; only `init` creates a missing file.
   Store& store(bool create = false);
 

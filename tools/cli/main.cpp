@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli.hpp"
+#include "fieldsync/salvage.hpp"
 
 namespace fieldsync::cli {
 
@@ -190,6 +191,28 @@ int main(int argc, char** argv) {
                   {"received_at", r.received_at}});
   });
 
+  std::string salvage_out;
+  auto* salvage = app.add_subcommand(
+      "salvage", "Export what can still be read of a damaged store to a new JSON file");
+  salvage->footer(
+      "For a store that cannot be opened (damaged, truncated, header lost): reads every row "
+      "that can still be read - the unsynced changes first, then rejected changes, records, "
+      "receipts, forms, and settings without the session token - and writes them to --out with "
+      "the row keys that could not be read (docs/storage.md \"Salvage\"). Never writes to the "
+      "store: it reads a copy. --db FILE names the store (before or after `salvage`). Prints a "
+      "JSON summary on stdout and a readable one on stderr. Exit code 0 when everything was "
+      "read, 2 when the export is partial, 1 on error.");
+  salvage->add_option("--out", salvage_out, "Export file to create (must not exist)")->required();
+  salvage->fallthrough();  // `salvage --db FILE` as well as `--db FILE salvage`
+  on(salvage, [&] {
+    auto report = must(salvage_store(ctx.db, salvage_out));
+    std::cerr << report.summary();
+    json summary = report.summary_json();
+    summary["out"] = salvage_out;
+    print(summary);
+    if (!report.complete()) ctx.exit_code = 2;
+  });
+
   register_sync_commands(app, ctx);
 
   try {
@@ -206,5 +229,5 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;
   }
-  return 0;
+  return ctx.exit_code;
 }
