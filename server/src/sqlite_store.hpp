@@ -18,7 +18,7 @@ struct SqliteStoreOptions {
   int busy_timeout_ms = 5000;  // another process (the CLI) holding the write lock
 };
 
-inline constexpr int kServerSchemaVersion = 1;
+inline constexpr int kServerSchemaVersion = 2;
 
 // Opens (and creates or migrates) a server store. A file written by a newer
 // schema -> Errc::schema_too_new; a file that is not a fieldsync server store ->
