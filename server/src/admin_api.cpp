@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <set>
 
+#include "auth.hpp"
 #include "csv.hpp"
+#include "fieldsync/hlc.hpp"
 #include "fieldsync/ids.hpp"
 #include "resolve.hpp"
 
@@ -633,6 +635,61 @@ AdminReply AdminApi::export_csv(const Caller& caller, const QueryParams& query) 
     out += csv_row(row);
   }
   return {200, "text/csv; charset=utf-8", std::move(out)};
+}
+
+// ---- revocation (issue #5) --------------------------------------------------
+
+namespace {
+
+AdminReply not_found_or_store_error(const Error& e) {
+  if (e.code == Errc::not_found) return error_reply(404, "not_found", e.message);
+  return store_error(e);
+}
+
+AdminReply self_revocation(std::string_view what) {
+  return error_reply(409, "self_revocation",
+                     std::string("an administrator cannot revoke their own ") + std::string(what) +
+                         "; ask another administrator");
+}
+
+}  // namespace
+
+AdminReply AdminApi::revoke_user(const Caller& admin, const std::string& name) {
+  if (!is_valid_username(name)) return error_reply(404, "not_found", "no user " + name);
+  if (name == admin.username) return self_revocation("user");
+  auto n = server::revoke_user(writer_, name);
+  if (!n) return not_found_or_store_error(n.error());
+  return json_reply(200, {{"user", name}, {"disabled", true}, {"tokens_revoked", *n}});
+}
+
+AdminReply AdminApi::reinstate_user(const Caller&, const std::string& name) {
+  if (!is_valid_username(name)) return error_reply(404, "not_found", "no user " + name);
+  auto was = server::reinstate_user(writer_, name);
+  if (!was) return not_found_or_store_error(was.error());
+  return json_reply(200, {{"user", name}, {"disabled", false}, {"was_disabled", *was}});
+}
+
+AdminReply AdminApi::revoke_device(const Caller& admin, const std::string& device_id,
+                                   std::int64_t now_ms) {
+  if (!is_valid_device_id(device_id))
+    return error_reply(404, "not_found", "no device " + device_id);
+  if (device_id == admin.device_id) return self_revocation("device");
+  auto r = server::revoke_device(writer_, device_id, admin.username, now_ms);
+  if (!r) return not_found_or_store_error(r.error());
+  return json_reply(200, {{"device_id", device_id},
+                          {"revoked", true},
+                          {"revoked_at", format_rfc3339_ms(r->revocation.revoked_at_ms)},
+                          {"revoked_by", r->revocation.revoked_by},
+                          {"already_revoked", r->already_revoked},
+                          {"tokens_revoked", r->tokens_revoked}});
+}
+
+AdminReply AdminApi::reinstate_device(const Caller&, const std::string& device_id) {
+  if (!is_valid_device_id(device_id))
+    return error_reply(404, "not_found", "no device " + device_id);
+  auto was = server::reinstate_device(writer_, device_id);
+  if (!was) return not_found_or_store_error(was.error());
+  return json_reply(200, {{"device_id", device_id}, {"revoked", false}, {"was_revoked", *was}});
 }
 
 }  // namespace fieldsync::server

@@ -37,6 +37,16 @@ class AdminApi {
   // GET /v1/export: one CSV row per live record of a form.
   AdminReply export_csv(const Caller& caller, const QueryParams& query);
 
+  // Revocation (issue #5; admins only, the router checks the role). POST
+  // /v1/users/{name}/revoke disables the user and ends its tokens; .../reinstate
+  // enables it again. POST /v1/devices/{id}/revoke ends the device's tokens and
+  // refuses its logins and syncs until .../reinstate. 404 for an unknown user or
+  // device; 409 `self_revocation` for the caller's own user or device.
+  AdminReply revoke_user(const Caller& admin, const std::string& name);
+  AdminReply reinstate_user(const Caller& admin, const std::string& name);
+  AdminReply revoke_device(const Caller& admin, const std::string& device_id, std::int64_t now_ms);
+  AdminReply reinstate_device(const Caller& admin, const std::string& device_id);
+
  private:
   ServerStore& store_;
   Writer& writer_;

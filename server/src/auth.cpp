@@ -120,6 +120,53 @@ Result<std::int64_t> revoke_user(Writer& writer, const std::string& name) {
   return revoked;
 }
 
+Result<bool> reinstate_user(Writer& writer, const std::string& name) {
+  bool was_disabled = false;
+  auto r = writer.run([&](WriteTxn& txn) -> Result<void> {
+    auto u = txn.user(name);
+    if (!u) return Error(Errc::not_found, "no user " + name);
+    was_disabled = u->disabled;
+    if (was_disabled) {
+      u->disabled = false;
+      txn.put_user(*u);
+    }
+    return {};
+  });
+  if (!r) return r.error();
+  return was_disabled;
+}
+
+Result<DeviceRevoked> revoke_device(Writer& writer, const std::string& device_id,
+                                    const std::string& by, std::int64_t now_ms) {
+  DeviceRevoked out;
+  auto r = writer.run([&](WriteTxn& txn) -> Result<void> {
+    if (!txn.device_known(device_id)) return Error(Errc::not_found, "no device " + device_id);
+    if (auto old = txn.device_revocation(device_id)) {
+      out.revocation = *old;
+      out.already_revoked = true;
+    } else {
+      out.revocation = DeviceRevocation{device_id, now_ms, by};
+      out.already_revoked = false;
+      txn.put_device_revocation(out.revocation);
+    }
+    out.tokens_revoked = txn.revoke_device_tokens(device_id);
+    return {};
+  });
+  if (!r) return r.error();
+  return out;
+}
+
+Result<bool> reinstate_device(Writer& writer, const std::string& device_id) {
+  bool was_revoked = false;
+  auto r = writer.run([&](WriteTxn& txn) -> Result<void> {
+    if (!txn.device_known(device_id)) return Error(Errc::not_found, "no device " + device_id);
+    was_revoked = txn.delete_device_revocation(device_id);
+    return {};
+  });
+  if (!r) return r.error();
+  return was_revoked;
+}
+
 Auth::Auth(ServerStore& store, Writer& writer, AuthOptions options, Clock now_ms)
     : store_(store), writer_(writer), options_(options), now_ms_(std::move(now_ms)) {}
 
@@ -169,12 +216,23 @@ Result<LoginOutcome> Auth::login(const LoginRequest& request, const std::string&
   t.device_id = request.device_id;
   t.created_at_ms = now;
   t.expires_at_ms = now + options_.token_ttl_ms;
+  // The revocation is checked in the same transaction that issues the token, so
+  // no token can slip out for a device being revoked at the same moment.
+  bool device_revoked = false;
   auto r = writer_.run([&](WriteTxn& txn) -> Result<void> {
+    if (!t.device_id.empty() && txn.device_revocation(t.device_id)) {
+      device_revoked = true;
+      return {};
+    }
     txn.insert_token(t);
     txn.clear_throttle(user_key);
     return {};
   });
   if (!r) return r.error();
+  if (device_revoked) {
+    out.kind = LoginOutcome::Kind::device_revoked;
+    return out;
+  }
 
   out.kind = LoginOutcome::Kind::ok;
   out.response.token = token;

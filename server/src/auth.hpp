@@ -59,9 +59,28 @@ Result<void> put_user(Writer& writer, const UserSpec& spec, std::int64_t now_ms,
 // Disables the user and revokes all its tokens; returns how many tokens.
 // Errc::not_found when there is no such user.
 Result<std::int64_t> revoke_user(Writer& writer, const std::string& name);
+// Enables a disabled user again (its revoked tokens stay revoked: it logs in
+// anew). Returns whether it was disabled. Errc::not_found when there is no such user.
+Result<bool> reinstate_user(Writer& writer, const std::string& name);
+
+struct DeviceRevoked {
+  DeviceRevocation revocation;   // as it stands (the first revocation's time and admin)
+  bool already_revoked = false;  // it was revoked before this call
+  std::int64_t tokens_revoked = 0;
+};
+// Revokes a device id: every token issued to it ends, logins naming it and syncs
+// from it are refused until reinstate_device(). Errc::not_found when the server
+// never heard of the device (no token, no sync).
+Result<DeviceRevoked> revoke_device(Writer& writer, const std::string& device_id,
+                                    const std::string& by, std::int64_t now_ms);
+// Lifts a device's revocation; returns whether it was revoked. Its old tokens
+// stay revoked. Errc::not_found as for revoke_device().
+Result<bool> reinstate_device(Writer& writer, const std::string& device_id);
 
 struct LoginOutcome {
-  enum class Kind { ok, bad_credentials, throttled };
+  // device_revoked: the credentials were right but the request's device_id is
+  // revoked (no token issued, nothing counted).
+  enum class Kind { ok, bad_credentials, throttled, device_revoked };
   Kind kind = Kind::bad_credentials;
   LoginResponse response;          // when ok
   std::int64_t retry_after_s = 0;  // when throttled

@@ -66,7 +66,7 @@ bool read_file(const std::string& path, std::string& out) {
 }
 
 int serve(const std::string& db, const std::string& listen, const fs::ServerLimits& limits,
-          std::int64_t token_days, bool quiet, const std::string& tls_cert,
+          std::int64_t token_ttl_s, bool quiet, const std::string& tls_cert,
           const std::string& tls_key, std::int64_t clock_skew_minutes) {
   std::string host;
   std::uint16_t port = 0;
@@ -78,7 +78,7 @@ int serve(const std::string& db, const std::string& listen, const fs::ServerLimi
   fs::Metrics metrics;
   fs::RouterOptions options;
   options.limits = limits;
-  options.auth.token_ttl_ms = token_days * 24 * 3600 * 1000;
+  options.auth.token_ttl_ms = token_ttl_s * 1000;
   options.clock_skew_ms = clock_skew_minutes * 60 * 1000;
   std::mutex log_mutex;
   if (!quiet) {
@@ -240,9 +240,17 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--batch-limit", limits.batch_limit, "most changes in one sync request")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
-  serve_cmd->add_option("--token-days", token_days, "days a login token stays valid")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 3650));
+  auto* token_days_opt =
+      serve_cmd->add_option("--token-days", token_days, "days a login token stays valid")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 3650));
+  std::int64_t token_seconds = 0;
+  serve_cmd
+      ->add_option("--token-seconds", token_seconds,
+                   "seconds a login token stays valid, instead of --token-days (short sessions, "
+                   "tests)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{3650} * 24 * 3600))
+      ->excludes(token_days_opt);
   serve_cmd->add_flag("--quiet", quiet, "no per-request log lines on stderr");
   std::int64_t clock_skew_minutes = 10;
   serve_cmd
@@ -307,7 +315,8 @@ int main(int argc, char** argv) {
     if (*serve_cmd) {
       limits.header_timeout = std::chrono::seconds(header_timeout_s);
       limits.body_timeout = std::chrono::seconds(body_timeout_s);
-      return serve(db, listen, limits, token_days, quiet, tls_cert, tls_key, clock_skew_minutes);
+      return serve(db, listen, limits, token_seconds > 0 ? token_seconds : token_days * 24 * 3600,
+                   quiet, tls_cert, tls_key, clock_skew_minutes);
     }
     if (*user_add_cmd) return user_add(db, user_name, role, scopes, password_stdin);
     if (*user_revoke_cmd) return user_revoke(db, user_name);

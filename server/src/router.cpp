@@ -220,7 +220,11 @@ Response Router::dispatch(const Request& req, std::string& group, std::string& u
     history,
     resolve_bulk,
     report,
-    export_csv
+    export_csv,
+    user_revoke,
+    user_reinstate,
+    device_revoke,
+    device_reinstate
   };
   struct Match {
     Route route;
@@ -258,6 +262,14 @@ Response Router::dispatch(const Request& req, std::string& group, std::string& u
     match = Match{Route::quarantine, "quarantine", {"GET"}};
   } else if (s.size() == 2 && s[1] == "devices") {
     match = Match{Route::devices, "devices", {"GET"}};
+  } else if (s.size() == 4 && s[1] == "users" && !s[2].empty() && s[3] == "revoke") {
+    match = Match{Route::user_revoke, "user_revoke", {"POST"}};
+  } else if (s.size() == 4 && s[1] == "users" && !s[2].empty() && s[3] == "reinstate") {
+    match = Match{Route::user_reinstate, "user_reinstate", {"POST"}};
+  } else if (s.size() == 4 && s[1] == "devices" && !s[2].empty() && s[3] == "revoke") {
+    match = Match{Route::device_revoke, "device_revoke", {"POST"}};
+  } else if (s.size() == 4 && s[1] == "devices" && !s[2].empty() && s[3] == "reinstate") {
+    match = Match{Route::device_reinstate, "device_reinstate", {"POST"}};
   }
   if (!match) return error_response(404, "not_found", "no such path");
   group = match->group;
@@ -268,9 +280,12 @@ Response Router::dispatch(const Request& req, std::string& group, std::string& u
   }
   if (auto denied = authenticate(req, caller)) return *denied;
   user = caller.username;
-  const bool admin_only = match->route == Route::conflicts || match->route == Route::conflict ||
-                          match->route == Route::resolve || match->route == Route::quarantine ||
-                          match->route == Route::devices || match->route == Route::resolve_bulk;
+  const bool admin_only =
+      match->route == Route::conflicts || match->route == Route::conflict ||
+      match->route == Route::resolve || match->route == Route::quarantine ||
+      match->route == Route::devices || match->route == Route::resolve_bulk ||
+      match->route == Route::user_revoke || match->route == Route::user_reinstate ||
+      match->route == Route::device_revoke || match->route == Route::device_reinstate;
   if (admin_only && !caller.is_admin())
     return error_response(403, "forbidden", "only administrators may use this endpoint");
 
@@ -309,6 +324,14 @@ Response Router::dispatch(const Request& req, std::string& group, std::string& u
       if (auto e = read_json(req, body)) return *e;
       return from_admin(admin_.resolve_bulk(caller, body, options_.now_ms()));
     }
+    case Route::user_revoke:
+      return from_admin(admin_.revoke_user(caller, s[2]));
+    case Route::user_reinstate:
+      return from_admin(admin_.reinstate_user(caller, s[2]));
+    case Route::device_revoke:
+      return from_admin(admin_.revoke_device(caller, s[2], options_.now_ms()));
+    case Route::device_reinstate:
+      return from_admin(admin_.reinstate_device(caller, s[2]));
   }
   return error_response(404, "not_found", "no such path");
 }
@@ -375,6 +398,11 @@ Response Router::login(const Request& req, std::string& user) {
       r.headers.emplace_back("Retry-After", std::to_string(outcome->retry_after_s));
       return r;
     }
+    case LoginOutcome::Kind::device_revoked:
+      return error_response(
+          403, "device_revoked",
+          "device " + lr.device_id + " was revoked by an administrator; ask one to reinstate it",
+          "device_id");
     case LoginOutcome::Kind::bad_credentials:
       break;
   }
@@ -438,6 +466,18 @@ Response Router::sync(const Request& req, const Caller& caller) {
                           {}, {{"limit", limits.batch_limit}});
   const std::int64_t limit = std::min(sr.limit, limits.pull_limit_max);
 
+  // A revoked device may neither push nor pull, whatever token it shows (a token
+  // issued without a device id included). Its outbox stays on the phone.
+  auto device_refused = [&] {
+    return error_response(
+        403, "device_revoked",
+        "device " + sr.device_id + " was revoked by an administrator; ask one to reinstate it",
+        "device_id");
+  };
+  auto revocation = store_.device_revocation(sr.device_id);
+  if (!revocation) return store_error(revocation.error());
+  if (*revocation) return device_refused();
+
   // Checked before the push so that an error answer changes nothing.
   auto head = store_.head_seq();
   if (!head) return store_error(head.error());
@@ -458,8 +498,13 @@ Response Router::sync(const Request& req, const Caller& caller) {
   SyncResponse answer;
   if (!sr.raw_changes.empty()) {
     MergeStats stats;
+    bool revoked_meanwhile = false;
     auto r = writer_.run([&](WriteTxn& txn) -> Result<void> {
       answer.results.clear();
+      // Again inside the push's transaction: a revocation committed since the
+      // check above wins, and nothing is written.
+      revoked_meanwhile = txn.device_revocation(sr.device_id).has_value();
+      if (revoked_meanwhile) return {};
       Merger merger(txn, MergeContext{caller, sr.device_id, now});
       for (const auto& raw : sr.raw_changes) answer.results.push_back(merger.apply(raw));
       stats = merger.stats();
@@ -471,6 +516,7 @@ Response Router::sync(const Request& req, const Caller& caller) {
       return {};
     });
     if (!r) return store_error(r.error());
+    if (revoked_meanwhile) return device_refused();
     metrics_.count_changes(stats);
   } else {
     writer_.post([device](WriteTxn& txn) -> Result<void> {
@@ -691,8 +737,19 @@ Response Router::list_quarantine(const std::map<std::string, std::string>& query
 Response Router::list_devices() {
   auto devices = store_.devices();
   if (!devices) return store_error(devices.error());
+  auto revocations = store_.device_revocations();
+  if (!revocations) return store_error(revocations.error());
+  std::map<std::string, const DeviceRevocation*> revoked;
+  json revoked_list = json::array();
+  for (const auto& r : *revocations) {
+    revoked[r.device_id] = &r;
+    revoked_list.push_back({{"device_id", r.device_id},
+                            {"revoked_at", format_rfc3339_ms(r.revoked_at_ms)},
+                            {"revoked_by", r.revoked_by}});
+  }
   json list = json::array();
   for (const auto& d : *devices) {
+    auto rev = revoked.find(d.device_id);
     json flags = json::array();
     // Only a clock running ahead is visible: a negative offset is mostly an officer
     // syncing late.
@@ -709,9 +766,13 @@ Response Router::list_devices() {
           d.oldest_late_change_ms ? json(*d.oldest_late_change_ms) : json(nullptr)},
          {"protocol_version", d.protocol_version},
          {"app_version", d.app_version},
-         {"flags", std::move(flags)}});
+         {"flags", std::move(flags)},
+         {"revoked", rev != revoked.end()},
+         {"revoked_at", rev != revoked.end() ? json(format_rfc3339_ms(rev->second->revoked_at_ms))
+                                             : json(nullptr)}});
   }
-  return json_response(200, {{"devices", std::move(list)}});
+  return json_response(
+      200, {{"devices", std::move(list)}, {"revoked_devices", std::move(revoked_list)}});
 }
 
 Response Router::healthz() {

@@ -176,6 +176,14 @@ struct DeviceRow {
   std::optional<std::int64_t> oldest_late_change_ms;
 };
 
+// An administrator's revocation of a device id (protocol.md "Revocation"): while
+// it stands, logins naming the device and syncs from it are refused.
+struct DeviceRevocation {
+  std::string device_id;
+  std::int64_t revoked_at_ms = 0;
+  std::string revoked_by;  // the administrator's user name
+};
+
 struct RecordState {
   RecordRow row;  // with its fields
   std::vector<ConflictRef> conflicts;  // every conflict about this record, with status
@@ -304,6 +312,17 @@ class WriteTxn {
   virtual std::optional<ConflictRow> conflict(std::int64_t id) = 0;  // with records and candidates
   // Marks the conflict resolved with `resolution` (by, at, what, note, seqs).
   virtual void resolve_conflict(std::int64_t id, const json& resolution) = 0;
+
+  // Device revocation (auth.hpp revoke_device / reinstate_device).
+  virtual std::optional<DeviceRevocation> device_revocation(const std::string& device_id) = 0;
+  virtual void put_device_revocation(const DeviceRevocation& revocation) = 0;  // insert or replace
+  // Removes the device's revocation; false when it had none.
+  virtual bool delete_device_revocation(const std::string& device_id) = 0;
+  // Revokes every live token issued to the device, whoever's; returns how many.
+  virtual std::int64_t revoke_device_tokens(const std::string& device_id) = 0;
+  // Whether the server has heard of the device: a token was issued to it, it
+  // synced, or it is revoked.
+  virtual bool device_known(const std::string& device_id) = 0;
 };
 
 // The store. Reads are thread-safe and may run concurrently with the writer (they
@@ -337,6 +356,10 @@ class ServerStore {
   virtual Result<std::optional<LogEntry>> log_entry(std::int64_t seq) = 0;
   virtual Result<std::optional<ProcessedRow>> processed(const std::string& change_id) = 0;
   virtual Result<std::optional<DeviceRow>> device(const std::string& device_id) = 0;
+  virtual Result<std::optional<DeviceRevocation>> device_revocation(
+      const std::string& device_id) = 0;
+  // Every standing device revocation, by device id.
+  virtual Result<std::vector<DeviceRevocation>> device_revocations() = 0;
   virtual Result<StoreStats> stats() = 0;
   // Cheap check that the store can be read (for /healthz).
   virtual Result<void> check() = 0;

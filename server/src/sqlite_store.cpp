@@ -157,6 +157,14 @@ UPDATE records SET fields = coalesce(
    FROM field_values WHERE field_values.record = records.id), '{}');
 DROP TABLE field_values;
 )sql"},
+    // Version 3: device revocation by an administrator (issue #5).
+    {3, R"sql(
+CREATE TABLE device_revocations(
+  device_id TEXT PRIMARY KEY,
+  revoked_at INTEGER NOT NULL,
+  revoked_by TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX tokens_by_device ON tokens(device_id);
+)sql"},
 };
 static_assert(std::size(kMigrations) == kServerSchemaVersion, "one migration per schema version");
 
@@ -578,6 +586,67 @@ const std::string kDeviceColumns =
     "device_id, user, last_sync_at, last_error, changes_received, app_version, protocol_version, "
     "clock_offset_ms, oldest_late_change_ms";
 
+// ---- device revocation (issue #5) ------------------------------------------
+// Self-contained: the device_revocations table of migration 2 and the tokens'
+// device_id column; used by both the write transaction and the read side.
+
+DeviceRevocation read_device_revocation(const Stmt& q) {
+  return DeviceRevocation{q.text(0), q.int64(1), q.text(2)};
+}
+
+std::optional<DeviceRevocation> load_device_revocation(Connection& c,
+                                                       const std::string& device_id) {
+  auto q = c.query(
+      "SELECT device_id, revoked_at, revoked_by FROM device_revocations WHERE device_id = ?1");
+  q.bind(1, device_id);
+  if (!q.step()) return std::nullopt;
+  return read_device_revocation(q);
+}
+
+std::vector<DeviceRevocation> load_device_revocations(Connection& c) {
+  std::vector<DeviceRevocation> out;
+  auto q = c.query(
+      "SELECT device_id, revoked_at, revoked_by FROM device_revocations ORDER BY device_id");
+  while (q.step()) out.push_back(read_device_revocation(q));
+  return out;
+}
+
+void store_device_revocation(Connection& c, const DeviceRevocation& r) {
+  c.query(
+       "INSERT OR REPLACE INTO device_revocations(device_id, revoked_at, revoked_by) "
+       "VALUES(?1, ?2, ?3)")
+      .bind(1, r.device_id)
+      .bind(2, r.revoked_at_ms)
+      .bind(3, r.revoked_by)
+      .run();
+}
+
+bool remove_device_revocation(Connection& c, const std::string& device_id) {
+  auto q = c.query("DELETE FROM device_revocations WHERE device_id = ?1 RETURNING 1");
+  q.bind(1, device_id);
+  bool removed = false;
+  while (q.step()) removed = true;
+  return removed;
+}
+
+std::int64_t revoke_tokens_of_device(Connection& c, const std::string& device_id) {
+  auto q =
+      c.query("UPDATE tokens SET revoked = 1 WHERE device_id = ?1 AND revoked = 0 RETURNING 1");
+  q.bind(1, device_id);
+  std::int64_t n = 0;
+  while (q.step()) ++n;
+  return n;
+}
+
+bool is_device_known(Connection& c, const std::string& device_id) {
+  auto q = c.query(
+      "SELECT EXISTS(SELECT 1 FROM tokens WHERE device_id = ?1) OR "
+      "EXISTS(SELECT 1 FROM devices WHERE device_id = ?1) OR "
+      "EXISTS(SELECT 1 FROM device_revocations WHERE device_id = ?1)");
+  q.bind(1, device_id);
+  return q.step() && q.int64(0) != 0;
+}
+
 // ---- the write transaction -------------------------------------------------
 
 class SqliteWriteTxn final : public WriteTxn {
@@ -862,6 +931,20 @@ class SqliteWriteTxn final : public WriteTxn {
         .bind(1, id)
         .bind(2, resolution.dump())
         .run();
+  }
+
+  std::optional<DeviceRevocation> device_revocation(const std::string& device_id) override {
+    return load_device_revocation(c_, device_id);
+  }
+  void put_device_revocation(const DeviceRevocation& r) override { store_device_revocation(c_, r); }
+  bool delete_device_revocation(const std::string& device_id) override {
+    return remove_device_revocation(c_, device_id);
+  }
+  std::int64_t revoke_device_tokens(const std::string& device_id) override {
+    return revoke_tokens_of_device(c_, device_id);
+  }
+  bool device_known(const std::string& device_id) override {
+    return is_device_known(c_, device_id);
   }
 
  private:
@@ -1159,6 +1242,13 @@ class SqliteStore final : public ServerStore {
       if (!q.step()) return std::nullopt;
       return read_device(q);
     });
+  }
+
+  Result<std::optional<DeviceRevocation>> device_revocation(const std::string& device_id) override {
+    return read([&](Connection& c) { return load_device_revocation(c, device_id); });
+  }
+  Result<std::vector<DeviceRevocation>> device_revocations() override {
+    return read([&](Connection& c) { return load_device_revocations(c); });
   }
 
   Result<StoreStats> stats() override {

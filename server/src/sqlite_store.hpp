@@ -10,7 +10,7 @@
 
 namespace fieldsync::server {
 
-inline constexpr int kServerSchemaVersion = 2;
+inline constexpr int kServerSchemaVersion = 3;
 
 struct SqliteStoreOptions {
   std::string path;

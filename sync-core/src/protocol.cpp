@@ -377,6 +377,7 @@ Errc errc_from_wire_code(std::string_view code) noexcept {
   if (code == "validation") return Errc::validation;
   if (code == "unauthorized") return Errc::unauthorized;
   if (code == "forbidden") return Errc::forbidden;
+  if (code == "device_revoked") return Errc::forbidden;  // protocol.md "Revocation"
   if (code == "not_found") return Errc::not_found;
   if (code == "deleted") return Errc::deleted;
   if (code == "cursor_ahead") return Errc::cursor_ahead;

@@ -154,5 +154,7 @@ TEST_CASE("wire error codes map to Errc", "[protocol][wire]") {
   CHECK(errc_from_wire_code("too_many_requests") == Errc::throttled);
   CHECK(errc_is_transient(errc_from_wire_code("unavailable")));
   CHECK_FALSE(errc_is_transient(errc_from_wire_code("forbidden")));
+  // A revoked device is refused, not a protocol mismatch: it must not retry.
+  CHECK(errc_from_wire_code("device_revoked") == Errc::forbidden);
   CHECK(error_body("validation", "bad", "x")["error"]["field"] == "x");
 }

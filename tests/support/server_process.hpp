@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fieldsync/error.hpp"
@@ -94,6 +95,9 @@ class ServerProcess {
   Result<int> wait_exit(std::chrono::milliseconds timeout);
   // SIGKILL and wait (crash tests).
   void kill9();
+  // Replaces ServerOptions::serve_args for the next start() (e.g. a restart with
+  // another token lifetime).
+  void set_serve_args(std::vector<std::string> args) { options_.serve_args = std::move(args); }
   bool running() const { return pid_ > 0; }
 
   // Runs `fieldsync-server <args...> --db <db>` and returns its output.

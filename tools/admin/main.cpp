@@ -1,6 +1,7 @@
 // fieldsync-admin: the administrators' command line over the HTTP API of
 // docs/protocol.md - conflict review (list, show, resolve, bulk), record history,
-// device health, the KLA report and CSV export. The login token is kept in a
+// device health, revoking and reinstating users and devices, the KLA report and
+// CSV export. The login token is kept in a
 // small file (mode 0600) so later commands need no password.
 #include <sys/stat.h>
 #include <termios.h>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -173,7 +175,8 @@ void print(const json& j) { std::cout << j.dump(2) << "\n"; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"fieldsync-admin: conflict review, history, devices, reports and export"};
+  CLI::App app{
+      "fieldsync-admin: conflict review, history, devices, revocation, reports and export"};
   app.require_subcommand(1);
   std::string server, user, ca_file, token_file = default_token_file();
   app.add_option("--server", server, "Server URL, e.g. https://kla.bengkaliskab.go.id")->required();
@@ -292,10 +295,63 @@ int main(int argc, char** argv) {
     action = [&](Session& s) { print(s.call("GET", "/v1/records/" + encode(record) + "/history")); };
   });
 
-  app.add_subcommand("devices", "Sync health of every device")->callback([&] {
+  // `devices` alone lists; `devices revoke|reinstate ID` act on one device.
+  auto* devices = app.add_subcommand(
+      "devices", "Sync health and revocation state of every device (or revoke/reinstate one)");
+  std::string device_id;
+  auto* device_revoke = devices->add_subcommand(
+      "revoke",
+      "Revoke a device: its tokens end, its logins and syncs are refused until reinstated");
+  device_revoke->add_option("DEVICE_ID", device_id)->required();
+  device_revoke->callback([&] {
+    action = [&](Session& s) {
+      print(s.call("POST", "/v1/devices/" + encode(device_id) + "/revoke"));
+    };
+  });
+  auto* device_reinstate = devices->add_subcommand(
+      "reinstate", "Lift a device's revocation (it logs in again; old tokens stay ended)");
+  device_reinstate->add_option("DEVICE_ID", device_id)->required();
+  device_reinstate->callback([&] {
+    action = [&](Session& s) {
+      print(s.call("POST", "/v1/devices/" + encode(device_id) + "/reinstate"));
+    };
+  });
+  devices->callback([&] {
+    if (action) return;  // a subcommand chose it
     action = [](Session& s) {
       const json answer = s.call("GET", "/v1/devices");
-      for (const auto& d : answer.at("devices")) std::cout << d.dump() << "\n";
+      std::set<std::string> listed;
+      for (const auto& d : answer.at("devices")) {
+        std::cout << d.dump() << "\n";
+        listed.insert(d.value("device_id", ""));
+      }
+      // Revoked devices that never synced (only logged in) get a line too.
+      for (const auto& r : answer.value("revoked_devices", json::array()))
+        if (!listed.count(r.value("device_id", ""))) {
+          json line = r;
+          line["revoked"] = true;
+          std::cout << line.dump() << "\n";
+        }
+    };
+  });
+
+  auto* users = app.add_subcommand("user", "Revoke or reinstate a user");
+  users->require_subcommand(1);
+  std::string user_name;
+  auto* user_revoke = users->add_subcommand(
+      "revoke", "Disable a user and end all its tokens at once (until reinstated)");
+  user_revoke->add_option("NAME", user_name)->required();
+  user_revoke->callback([&] {
+    action = [&](Session& s) {
+      print(s.call("POST", "/v1/users/" + encode(user_name) + "/revoke"));
+    };
+  });
+  auto* user_reinstate = users->add_subcommand(
+      "reinstate", "Enable a revoked user again (it logs in anew; old tokens stay ended)");
+  user_reinstate->add_option("NAME", user_name)->required();
+  user_reinstate->callback([&] {
+    action = [&](Session& s) {
+      print(s.call("POST", "/v1/users/" + encode(user_name) + "/reinstate"));
     };
   });
 
