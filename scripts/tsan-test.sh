@@ -10,7 +10,7 @@ build=${FIELDSYNC_TSAN_BUILD:-build/tsan}
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 cmake -G Ninja -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
   -DFIELDSYNC_WERROR=ON -DFIELDSYNC_TSAN=ON -DFIELDSYNC_TEST_HOOKS=ON \
-  -DFIELDSYNC_BINDINGS=OFF >/dev/null
+  -DFIELDSYNC_BINDINGS=OFF -DFIELDSYNC_TOOLS=ON >/dev/null
 # Everything but the bindings: the end-to-end tests also run the tools (the fault
 # proxy, fieldsync-cli, fieldsync-admin, the demo).
 cmake --build "$build" -j "$(nproc)"
