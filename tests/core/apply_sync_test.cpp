@@ -262,7 +262,7 @@ TEST_CASE("an edit of a record deleted on the server opens a delete conflict",
   }
 }
 
-TEST_CASE("duplicate_record marks the record under review; the change was applied",
+TEST_CASE("duplicate_record marks the record under review, and the change was applied",
           "[core][apply][conflict]") {
   Synced t;
   REQUIRE(t.s->put(edit(t.id, {{"name", "y"}})).ok());

@@ -73,7 +73,7 @@ auto drop(Errc code) {
 
 }  // namespace
 
-TEST_CASE("login stores the session; wrong credentials are refused", "[core][sync][login]") {
+TEST_CASE("login stores the session, and wrong credentials are refused", "[core][sync][login]") {
   TempDir dir;
   ReferenceServer server;
   auto store = open_with_form(dir.file("a.db"));

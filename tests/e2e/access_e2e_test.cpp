@@ -490,7 +490,7 @@ TEST_CASE("officer B sees and changes nothing of officer A's kecamatan", "[e2e][
   }
 }
 
-TEST_CASE("fieldsync-admin revokes and reinstates a device and a user; nothing typed is lost",
+TEST_CASE("fieldsync-admin revokes and reinstates a device and a user, and nothing typed is lost",
           "[e2e][access][admin_cli]") {
   auto server = start_server();
   TempDir dir("fieldsync-e2e");

@@ -239,7 +239,7 @@ TEST_CASE("two officers survey the same village: a duplicate, merged into one",
   }
 }
 
-TEST_CASE("officers cannot review conflicts; reports and exports stay in their scopes",
+TEST_CASE("officers cannot review conflicts, and reports and exports stay in their scopes",
           "[e2e][conflict][scope]") {
   Cast cast;
   auto a = cast.device("a", "officer.bengkalis");

@@ -524,7 +524,7 @@ TEST_CASE("scopes: officers cannot write outside and pull only inside their scop
   CHECK(list["records"][0]["id"] == record_id(2));
 }
 
-TEST_CASE("pull pages with more and cursor; the cursor skips what is out of scope",
+TEST_CASE("pull pages with more and cursor, and the cursor skips what is out of scope",
           "[server][sync][pull]") {
   SyncFixture f;
   // 7 entries in Bantan interleaved with 5 in Bengkalis.
