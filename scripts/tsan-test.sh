@@ -15,4 +15,4 @@ cmake -G Ninja -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG
 # proxy, fieldsync-cli, fieldsync-admin, the demo).
 cmake --build "$build" -j "$(nproc)"
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
-ctest --test-dir "$build" --output-on-failure -j "$(nproc)" --timeout 900 -R "^(server|e2e): " "$@"
+ctest --test-dir "$build" --output-on-failure -j "$(nproc)" --timeout 900 -R "^(server|e2e):" "$@"
