@@ -319,14 +319,15 @@ TEST_CASE("no server listening is a network error", "[http][errors]") {
 }
 
 TEST_CASE("the deadline bounds the whole exchange", "[http][errors]") {
-  std::chrono::milliseconds hang{0};
+  // Read by the server's thread, set by the test's: atomic (TSan checks it).
+  std::atomic<long long> hang_ms{0};
   TestServer server([&](const auto&) {
     Reply r = ok_reply("{}");
-    r.hang = hang;
+    r.hang = std::chrono::milliseconds(hang_ms.load());
     return r;
   });
   auto t = transport_for(local_url(server.port()));
-  hang = 3000ms;
+  hang_ms = 3000;
   const auto start = std::chrono::steady_clock::now();
   auto res = t->send(get("/slow"), 300ms);
   const auto took = std::chrono::steady_clock::now() - start;
@@ -336,7 +337,7 @@ TEST_CASE("the deadline bounds the whole exchange", "[http][errors]") {
   CHECK(took < 2000ms);
 
   // The transport recovers: the next call opens a fresh connection and succeeds.
-  hang = 0ms;
+  hang_ms = 0;
   auto again = t->send(get("/fast"), 5s);
   REQUIRE(again.ok());
   CHECK(again->status == 200);

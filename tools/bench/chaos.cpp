@@ -191,7 +191,7 @@ struct Device {
   std::string kec;
   std::string path;
   std::unique_ptr<Store> store;
-  std::set<std::string> accepted;  // every change id seen in its outbox
+  std::map<std::string, std::string> accepted;  // every change id seen in its outbox -> record
 };
 
 Result<void> open_store(Device& d) {
@@ -207,7 +207,7 @@ Result<void> open_store(Device& d) {
 Result<void> note_outbox(Device& d) {
   auto out = d.store->outbox();
   if (!out) return out.error();
-  for (const auto& e : *out) d.accepted.insert(e.change.id);
+  for (const auto& e : *out) d.accepted.emplace(e.change.id, e.change.record);
   return {};
 }
 
@@ -432,10 +432,21 @@ class Run {
       report_.problems.push_back("seed " + std::to_string(seed_) + ": " + what);
   }
 
+  // A change that never left the phone because the officer deleted its record
+  // before any change of it was sent: the server never heard of the record, and
+  // the phone shows it deleted and never synced.
+  static bool withdrawn(Device& d, const std::string& record,
+                        const std::set<std::string>& server_records) {
+    if (server_records.count(record)) return false;
+    auto view = d.store->get(record);
+    return view && view->deleted && view->version == 0;
+  }
+
   Result<void> audit() {
     auto admin = api_->login("admin", server_->password("admin"));
     if (!admin) return admin.error();
     std::map<std::string, int> origins;
+    std::set<std::string> origins_by_record;  // records the server's log names
     std::int64_t since = 0;
     for (;;) {
       auto page = api_->call("POST", "/v1/sync",
@@ -445,7 +456,10 @@ class Run {
                               {"limit", 500}},
                              *admin);
       if (!page) return page.error();
-      for (const auto& e : page->at("changes")) ++origins[e.at("origin").get<std::string>()];
+      for (const auto& e : page->at("changes")) {
+        ++origins[e.at("origin").get<std::string>()];
+        origins_by_record.insert(e.at("record").get<std::string>());
+      }
       const std::int64_t cursor = page->at("cursor").get<std::int64_t>();
       if (!page->at("more").get<bool>() || cursor <= since) break;
       since = cursor;
@@ -483,13 +497,17 @@ class Run {
       auto rej = d.store->rejected();
       if (!rej) return rej.error();
       for (const auto& r : *rej) rejected_here.insert(r.change.id);
-      for (const auto& id : d.accepted) {
+      for (const auto& [id, record] : d.accepted) {
         all_accepted.insert(id);
         ++report_.changes_made;
         const int in_log = origins.count(id) ? origins[id] : 0;
         const int in_quarantine = quarantined.count(id) ? quarantined[id] : 0;
         const int outcomes = in_log + in_quarantine;
-        if (outcomes == 0 && rejected_here.count(id) == 0) {
+        if (outcomes == 0 && rejected_here.count(id) == 0 && withdrawn(d, record, origins_by_record)) {
+          // docs/storage.md: deleting a record the server never saw (no change of
+          // it ever sent) drops its pending changes on the phone. Counted apart.
+          ++report_.withdrawn;
+        } else if (outcomes == 0 && rejected_here.count(id) == 0) {
           ++report_.lost;
           problem("change " + id + " of " + d.user + " lost");
         } else if (outcomes > 1) {
@@ -602,6 +620,7 @@ nlohmann::json ChaosReport::to_json() const {
           {"applied", applied},
           {"conflicts", conflicts},
           {"rejected", rejected},
+          {"withdrawn", withdrawn},
           {"lost", lost},
           {"duplicated", duplicated},
           {"converged", converged}};

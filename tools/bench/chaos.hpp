@@ -36,6 +36,9 @@ struct ChaosReport {
   std::int64_t applied = 0;
   std::int64_t conflicts = 0;
   std::int64_t rejected = 0;
+  // Changes dropped on the phone because the officer deleted a record the server
+  // never saw before any of its changes was sent (docs/storage.md); not lost.
+  std::int64_t withdrawn = 0;
   std::int64_t lost = 0;
   std::int64_t duplicated = 0;
   bool converged = true;
