@@ -27,7 +27,6 @@ bool candidate_index(const json& body, const ConflictRow& c, std::size_t& out) {
   return out < c.candidates.size();
 }
 
-
 class Resolution {
  public:
   Resolution(WriteTxn& txn, const Caller& admin, std::int64_t now_ms, const ConflictRow& c)

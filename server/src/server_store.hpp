@@ -185,7 +185,7 @@ struct DeviceRevocation {
 };
 
 struct RecordState {
-  RecordRow row;  // with its fields
+  RecordRow row;                       // with its fields
   std::vector<ConflictRef> conflicts;  // every conflict about this record, with status
 };
 

@@ -23,7 +23,6 @@ struct SqliteStoreOptions {
   int schema_version = kServerSchemaVersion;
 };
 
-
 // Opens (and creates or migrates) a server store. A file written by a newer
 // schema -> Errc::schema_too_new; a file that is not a fieldsync server store ->
 // Errc::corrupt; a missing file with create=false -> Errc::not_found.

@@ -660,11 +660,13 @@ static void test_salvage(const Env* env) {
   path_in(path, sizeof path, env->dir, "salvage.db");
   path_in(out, sizeof out, env->dir, "salvage-export.json");
   s = open_store(env, "salvage.db", env->url);
-  text = put(s, "{\"form\":\"bindings-test\",\"scope\":\"14.03.01.2001\","
-                "\"fields\":{\"desa_code\":\"14.03.01.2001\",\"children_total\":7}}");
+  text = put(s,
+             "{\"form\":\"bindings-test\",\"scope\":\"14.03.01.2001\","
+             "\"fields\":{\"desa_code\":\"14.03.01.2001\",\"children_total\":7}}");
   fieldsync_free(text);
-  text = put(s, "{\"form\":\"bindings-test\",\"scope\":\"14.03.01.2002\","
-                "\"fields\":{\"desa_code\":\"14.03.01.2002\",\"children_total\":8}}");
+  text = put(s,
+             "{\"form\":\"bindings-test\",\"scope\":\"14.03.01.2002\","
+             "\"fields\":{\"desa_code\":\"14.03.01.2002\",\"children_total\":8}}");
   fieldsync_free(text);
   fieldsync_store_close(s);
 

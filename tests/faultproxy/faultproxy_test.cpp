@@ -47,8 +47,8 @@ Run run_exchanges(std::vector<std::string> args, int n) {
 }
 
 std::vector<std::string> fault_args(std::uint64_t seed) {
-  return {"--seed", std::to_string(seed), "--drop-rate", "0.2", "--reset-rate", "0.1",
-          "--truncate-rate", "0.15"};
+  return {"--seed", std::to_string(seed), "--drop-rate", "0.2", "--reset-rate",
+          "0.1",    "--truncate-rate",    "0.15"};
 }
 
 }  // namespace
@@ -71,7 +71,8 @@ TEST_CASE("pass-through is byte-exact", "[faultproxy][process]") {
     CHECK(proxy.log().empty());
   }
   SECTION("concurrent connections through a shaped lan link") {
-    ProxyProcess proxy({"--upstream", "127.0.0.1:" + std::to_string(echo.port()), "--profile", "lan"});
+    ProxyProcess proxy(
+        {"--upstream", "127.0.0.1:" + std::to_string(echo.port()), "--profile", "lan"});
     std::vector<std::string> sent(6);
     std::vector<ClientResult> got(6);
     std::vector<std::thread> threads;
@@ -91,7 +92,8 @@ TEST_CASE("pass-through is byte-exact", "[faultproxy][process]") {
   }
 }
 
-TEST_CASE("faults happen at the configured rates and do what the log says", "[faultproxy][process]") {
+TEST_CASE("faults happen at the configured rates and do what the log says",
+          "[faultproxy][process]") {
   const int n = 400;
   auto run = run_exchanges(fault_args(20261128), n);
   REQUIRE(run.clients.size() == static_cast<std::size_t>(n));
@@ -108,7 +110,9 @@ TEST_CASE("faults happen at the configured rates and do what the log says", "[fa
     reset += f.kind == "reset";
     truncate += f.kind == "truncate";
   }
-  auto near = [&](int count, double p) { return std::abs(count - n * p) <= 4 * std::sqrt(n * p * (1 - p)); };
+  auto near = [&](int count, double p) {
+    return std::abs(count - n * p) <= 4 * std::sqrt(n * p * (1 - p));
+  };
   CHECK(near(drop, 0.2));
   CHECK(near(reset, 0.1));
   CHECK(near(truncate, 0.15));
@@ -125,7 +129,9 @@ TEST_CASE("faults happen at the configured rates and do what the log says", "[fa
     const auto& client = run.clients[id - 1];
     const auto& server = run.server[id - 1];
     const LogLine* f = by_conn[id];
-    INFO("connection " << id << (f ? " " + f->kind + " " + f->dir + " @" + std::to_string(f->offset) : " pass"));
+    INFO("connection " << id
+                       << (f ? " " + f->kind + " " + f->dir + " @" + std::to_string(f->offset)
+                             : " pass"));
     if (!f) {
       CHECK(server.received == kRequestSize);
       CHECK(server.request == run.request);
@@ -175,7 +181,8 @@ TEST_CASE("the same seed gives the same fault sequence", "[faultproxy][process]"
   CHECK_FALSE(a.faults == c.faults);
 }
 
-TEST_CASE("throttling slows a transfer by the profile's figures", "[faultproxy][process][shaping]") {
+TEST_CASE("throttling slows a transfer by the profile's figures",
+          "[faultproxy][process][shaping]") {
   struct Profile {
     const char* name;
     double bandwidth_bps;
@@ -188,7 +195,8 @@ TEST_CASE("throttling slows a transfer by the profile's figures", "[faultproxy][
     DYNAMIC_SECTION("profile " << p.name) {
       auto request = pattern_bytes(p.bytes, 5);
       TestServer server(p.bytes, "ok");
-      ProxyProcess proxy({"--upstream", "127.0.0.1:" + std::to_string(server.port()), "--profile", p.name});
+      ProxyProcess proxy(
+          {"--upstream", "127.0.0.1:" + std::to_string(server.port()), "--profile", p.name});
       auto r = exchange(proxy.port(), request, false);
       CHECK(r.received == "ok");
       auto counters = proxy.stop();
@@ -266,12 +274,14 @@ TEST_CASE("non-loopback addresses are refused", "[faultproxy][process][address]"
   }
   SECTION("localhost is taken as 127.0.0.1") {
     TestServer echo(0, "");
-    ProxyProcess proxy({"--listen", "127.0.0.1:0", "--upstream", "localhost:" + std::to_string(echo.port())});
+    ProxyProcess proxy(
+        {"--listen", "127.0.0.1:0", "--upstream", "localhost:" + std::to_string(echo.port())});
     auto r = exchange(proxy.port(), "hello", true);
     CHECK(r.received == "hello");
   }
   SECTION("bad rates are refused") {
-    auto r = run_proxy_to_exit({"--upstream", "127.0.0.1:9", "--drop-rate", "0.7", "--reset-rate", "0.7"});
+    auto r = run_proxy_to_exit(
+        {"--upstream", "127.0.0.1:9", "--drop-rate", "0.7", "--reset-rate", "0.7"});
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("must not exceed 1") != std::string::npos);
   }

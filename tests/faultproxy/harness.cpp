@@ -73,7 +73,8 @@ int spawn_proxy(const std::vector<std::string>& args, int& out_fd, const std::st
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
   posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
   std::vector<std::string> argv_s{FIELDSYNC_FAULTPROXY_BIN};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -195,11 +196,16 @@ std::vector<LogLine> ProxyProcess::log() const {
       auto eq = w.find('=');
       if (eq == std::string::npos) continue;
       std::string k = w.substr(0, eq), v = w.substr(eq + 1);
-      if (k == "conn") l.conn = std::stoull(v);
-      else if (k == "kind") l.kind = v;
-      else if (k == "dir") l.dir = v;
-      else if (k == "offset") l.offset = std::stoull(v);
-      else l.extra[k] = v;
+      if (k == "conn")
+        l.conn = std::stoull(v);
+      else if (k == "kind")
+        l.kind = v;
+      else if (k == "dir")
+        l.dir = v;
+      else if (k == "offset")
+        l.offset = std::stoull(v);
+      else
+        l.extra[k] = v;
     }
     out.push_back(std::move(l));
   }
@@ -286,7 +292,8 @@ void TestServer::handle(int fd, std::size_t index) {
 
 std::vector<ServerConn> TestServer::connections() {
   auto start = Clock::now();
-  while (active_ > 0 && ms_since(start) < 10000) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  while (active_ > 0 && ms_since(start) < 10000)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::lock_guard lock(mu_);
   return conns_;
 }
@@ -309,8 +316,10 @@ ClientResult exchange(std::uint16_t port, const std::string& request, bool half_
   };
   std::thread sender;
   bool large = request.size() > 64 * 1024;
-  if (large) sender = std::thread(send_part);
-  else send_part();
+  if (large)
+    sender = std::thread(send_part);
+  else
+    send_part();
   std::vector<char> buf(64 * 1024);
   for (;;) {
     ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);

@@ -92,8 +92,8 @@ class TestServer {
 
 struct ClientResult {
   std::string received;
-  bool reset = false;      // the read ended with ECONNRESET
-  bool eof = false;        // the read ended with a clean end of stream
+  bool reset = false;         // the read ended with ECONNRESET
+  bool eof = false;           // the read ended with a clean end of stream
   double first_byte_ms = -1;  // time from the end of sending to the first byte read
   double total_ms = 0;        // time from connect to the end of the read
 };

@@ -38,10 +38,10 @@ struct Change {
   std::string form;
   std::optional<std::int64_t> form_version;  // absent = latest
   std::string scope;
-  std::string op = "upsert";         // "upsert" | "delete"
-  json fields = json::object();      // upsert: field -> value (null clears)
-  VersionMap base;                   // field -> version the device last synced
-  std::string hlc;                   // Hlc text
+  std::string op = "upsert";     // "upsert" | "delete"
+  json fields = json::object();  // upsert: field -> value (null clears)
+  VersionMap base;               // field -> version the device last synced
+  std::string hlc;               // Hlc text
 
   json to_json() const;
   bool operator==(const Change&) const = default;
