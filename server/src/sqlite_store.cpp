@@ -514,7 +514,9 @@ RecordRow read_record_row(const Stmt& q) {
 }
 
 std::optional<RecordRow> load_record(Connection& c, const std::string& id) {
-  auto q = c.query("SELECT " + kRecordColumns + " FROM records WHERE id = ?1");
+  // Built once: this runs for every change a push carries.
+  static const std::string sql = "SELECT " + kRecordColumns + " FROM records WHERE id = ?1";
+  auto q = c.query(sql);
   q.bind(1, id);
   if (!q.step()) return std::nullopt;
   return read_record_row(q);
@@ -855,8 +857,10 @@ class SqliteWriteTxn final : public WriteTxn {
         .run();
   }
   void insert_log(const LogEntry& e) override {
-    auto q = c_.query("INSERT INTO log(" + kLogColumns +
-                      ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+    static const std::string sql =
+        "INSERT INTO log(" + kLogColumns +
+        ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    auto q = c_.query(sql);
     q.bind(1, e.seq)
         .bind(2, e.record)
         .bind(3, e.form)

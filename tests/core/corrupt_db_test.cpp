@@ -37,14 +37,6 @@ void raw_exec(const std::string& path, const char* sql) {
   (void)msg;
 }
 
-Error open_error(const std::string& path) {
-  StoreOptions o;
-  o.path = path;
-  auto s = Store::open(o);
-  REQUIRE_FALSE(s.ok());
-  return s.error();
-}
-
 }  // namespace
 
 TEST_CASE("a fresh file gets the current schema", "[core][migrations]") {

@@ -169,14 +169,6 @@ SalvageReport salvage(const std::string& path) {
   return std::move(r).value();
 }
 
-Error open_error(const std::string& path) {
-  StoreOptions opts;
-  opts.path = path;
-  auto s = Store::open(opts);
-  REQUIRE_FALSE(s.ok());
-  return s.error();
-}
-
 }  // namespace
 
 TEST_CASE("salvage of an intact store exports everything but the session token",

@@ -66,4 +66,13 @@ inline PutRequest edit(const std::string& id, json fields) {
   return p;
 }
 
+// The error a store file gives at open (the open must fail).
+inline Error open_error(const std::string& path) {
+  StoreOptions options;
+  options.path = path;
+  auto s = Store::open(options);
+  REQUIRE_FALSE(s.ok());
+  return s.error();
+}
+
 }  // namespace fieldsync::store_tests
