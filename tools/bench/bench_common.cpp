@@ -67,8 +67,11 @@ void exec(sqlite3* db, const char* sql) {
 
 }  // namespace
 
+// CLI11's App::exit() prints nothing for a RuntimeError, so the message is
+// written here; the exception still unwinds (temporary files, the server process).
 [[noreturn]] void die(const std::string& message) {
-  throw CLI::RuntimeError("error: " + message, 1);
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  throw CLI::RuntimeError(1);
 }
 
 void must(const Result<void>& r, const char* what) {
