@@ -348,8 +348,9 @@ typedef void (*fieldsync_progress_fn)(void* ctx, const fieldsync_sync_progress* 
 /* Syncs until the outbox is empty and the server has nothing more, a
  * permanent error, or cancellation; transient failures are retried with
  * backoff inside. Blocks the calling thread; handlers and `progress_fn` run on
- * it. Each round trip's results are committed before the next starts, so an
- * interrupted sync resumes where it stopped.
+ * it. Answers are committed in order, each with its cursor, so an interrupted
+ * sync resumes where it stopped (the next request is sent while the previous
+ * answer is committed on an internal thread, which never calls back).
  * `options_json` may be NULL or {"batch_size", "pull_limit",
  * "attempt_timeout_ms", "max_attempts", "backoff_initial_ms",
  * "backoff_max_ms", "user_agent"} (unknown members are an error).

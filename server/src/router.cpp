@@ -456,7 +456,7 @@ Response Router::put_form(const Request& req, const Caller& caller, const std::s
 Response Router::sync(const Request& req, const Caller& caller) {
   json body;
   if (auto e = read_json(req, body)) return *e;
-  auto shape = decode_sync_request_shape(body);
+  auto shape = decode_sync_request_shape(std::move(body));
   if (!shape) return bad_request(shape.error().message);
   SyncRequest& sr = *shape;
   const auto& limits = options_.limits;
@@ -525,7 +525,13 @@ Response Router::sync(const Request& req, const Caller& caller) {
     });
   }
 
-  auto page = store_.pull(ScopeFilter::of(caller), sr.since, limit);
+  // Addition D: with "echo": false the entries of this request's own changes
+  // (replays included) stay out of the pull; their results carry what they did.
+  std::unordered_set<std::int64_t> omit;
+  if (!sr.echo)
+    for (const auto& r : answer.results)
+      if (r.seq > 0) omit.insert(r.seq);
+  auto page = store_.pull(ScopeFilter::of(caller), sr.since, limit, omit);
   if (!page) return store_error(page.error());
   answer.changes = std::move(page->entries);
   answer.cursor = page->cursor;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "fieldsync/error.hpp"
@@ -343,9 +344,11 @@ class ServerStore {
   virtual Result<std::optional<Form>> form(const std::string& id,
                                            std::optional<std::int64_t> version) = 0;
   // Log entries with seq > since within `filter`, at most `limit`, from one
-  // snapshot; cursor/more as protocol.md's pull. Precondition: since <= head.
-  virtual Result<PullPage> pull(const ScopeFilter& filter, std::int64_t since,
-                                std::int64_t limit) = 0;
+  // snapshot; cursor/more as protocol.md's pull. Entries whose seq is in `omit`
+  // are left out as if returned (addition D: the caller's own changes' entries).
+  // Precondition: since <= head.
+  virtual Result<PullPage> pull(const ScopeFilter& filter, std::int64_t since, std::int64_t limit,
+                                const std::unordered_set<std::int64_t>& omit = {}) = 0;
   virtual Result<std::optional<RecordState>> record(const std::string& id) = 0;
   virtual Result<RecordsPage> records(const RecordsQuery& query) = 0;
   virtual Result<std::optional<ConflictRow>> conflict(std::int64_t id) = 0;

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "crash_points.hpp"
@@ -1020,8 +1021,8 @@ class SqliteStore final : public ServerStore {
     return read([&](Connection& c) { return load_form(c, id, version); });
   }
 
-  Result<PullPage> pull(const ScopeFilter& filter, std::int64_t since,
-                        std::int64_t limit) override {
+  Result<PullPage> pull(const ScopeFilter& filter, std::int64_t since, std::int64_t limit,
+                        const std::unordered_set<std::int64_t>& omit) override {
     return read([&](Connection& c) {
       PullPage page;
       std::int64_t head = load_head(c);
@@ -1033,18 +1034,22 @@ class SqliteStore final : public ServerStore {
       }
       sql += " ORDER BY seq LIMIT ?3";
       auto q = c.query(sql);
-      q.bind(1, since).bind(2, head).bind(3, limit + 1);
+      // Omitted entries count as returned, so at most omit.size() more rows are read.
+      q.bind(1, since).bind(2, head).bind(3, limit + static_cast<std::int64_t>(omit.size()) + 1);
       for (std::size_t i = 0; i < clause.params.size(); ++i)
         q.bind(static_cast<int>(4 + i), clause.params[i]);
+      std::int64_t last = since;  // the last seq returned or omitted
       while (q.step()) {
         if (static_cast<std::int64_t>(page.entries.size()) == limit) {
           page.more = true;
           break;
         }
-        page.entries.push_back(read_log(q));
+        const std::int64_t seq = q.int64(0);
+        if (!omit.count(seq)) page.entries.push_back(read_log(q));
+        last = seq;
       }
       if (page.more) {
-        page.cursor = page.entries.empty() ? since : page.entries.back().seq;
+        page.cursor = last;
       } else {
         page.cursor = std::max(head, since);
       }

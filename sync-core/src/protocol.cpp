@@ -221,13 +221,20 @@ Result<LogEntry> LogEntry::from_json(const json& j) {
 }
 
 json SyncRequest::encode(const std::string& device_id, const std::vector<Change>& changes,
-                         std::int64_t since, std::int64_t limit) {
+                         std::int64_t since, std::int64_t limit, bool echo) {
   json cs = json::array();
   for (const auto& c : changes) cs.push_back(c.to_json());
-  return {{"device_id", device_id}, {"changes", std::move(cs)}, {"since", since}, {"limit", limit}};
+  json body = {
+      {"device_id", device_id}, {"changes", std::move(cs)}, {"since", since}, {"limit", limit}};
+  if (!echo) body["echo"] = false;  // omitted when true: what servers before addition D expect
+  return body;
 }
 
 Result<SyncRequest> decode_sync_request_shape(const json& body) {
+  return decode_sync_request_shape(json(body));
+}
+
+Result<SyncRequest> decode_sync_request_shape(json&& body) {
   auto bad = [](std::string m) { return Error(Errc::invalid_argument, std::move(m)); };
   if (!body.is_object()) return bad("the request body must be a JSON object");
   SyncRequest r;
@@ -243,13 +250,17 @@ Result<SyncRequest> decode_sync_request_shape(const json& body) {
       auto id = c.find("id");
       if (id == c.end() || !id->is_string()) return bad("each change needs a string id");
     }
-    r.raw_changes.assign(cs->begin(), cs->end());
+    r.raw_changes = std::move(cs->get_ref<json::array_t&>());
   }
   for (auto [key, out] : {std::pair{"since", &r.since}, std::pair{"limit", &r.limit}}) {
     auto it = body.find(key);
     if (it == body.end() || it->is_null()) continue;
     if (!is_count(*it)) return bad(std::string(key) + " must be a whole number >= 0");
     *out = it->get<std::int64_t>();
+  }
+  if (auto it = body.find("echo"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) return bad("echo must be true or false");
+    r.echo = it->get<bool>();
   }
   return r;
 }
@@ -319,51 +330,96 @@ Result<LoginResponse> LoginResponse::from_json(const json& j) {
 }
 
 namespace {
-struct TooDeep {};
-struct DuplicateKey {
-  std::string key;
+
+// nlohmann's SAX interface building the same DOM as json::parse, and refusing a
+// member name seen before in the same object and containers nested deeper than
+// the limit. It checks at the key, on the object being built, so it needs no
+// record of the names besides the DOM itself and no callback per value.
+class StrictDom {
+ public:
+  explicit StrictDom(int max_depth) : max_depth_(max_depth) {}
+
+  bool null() { return put(nullptr); }
+  bool boolean(bool v) { return put(v); }
+  bool number_integer(json::number_integer_t v) { return put(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return put(v); }
+  bool number_float(json::number_float_t v, const json::string_t&) { return put(v); }
+  bool string(json::string_t& v) { return put(std::move(v)); }
+  bool binary(json::binary_t& v) { return put(json::binary(std::move(v))); }
+  bool start_object(std::size_t) { return open(json::object()); }
+  bool start_array(std::size_t) { return open(json::array()); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(json::string_t& k) {
+    json& object = *stack_.back();
+    if (object.contains(k)) {
+      error_ = "the JSON body has an object with the member " + json(k).dump() +
+               " twice; duplicate member names are refused";
+      return false;
+    }
+    member_ = &object[std::move(k)];
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    error_ = std::string("the body is not valid JSON: ") + e.what();
+    return false;
+  }
+
+  json root;
+  std::string error_;
+
+ private:
+  // Where the next value goes: the root, the member named last, or the array's end.
+  template <class V>
+  json* place(V&& v) {
+    if (stack_.empty()) {
+      root = json(std::forward<V>(v));
+      return &root;
+    }
+    json& parent = *stack_.back();
+    if (parent.is_array()) {
+      parent.emplace_back(std::forward<V>(v));
+      return &parent.back();
+    }
+    *member_ = json(std::forward<V>(v));
+    return member_;
+  }
+  template <class V>
+  bool put(V&& v) {
+    place(std::forward<V>(v));
+    return true;
+  }
+  bool open(json empty) {
+    // The containers around this one: the 65th nested container opens at depth 64.
+    if (static_cast<int>(stack_.size()) >= max_depth_) {
+      error_ = "the JSON body is nested more than " + std::to_string(max_depth_) + " levels deep";
+      return false;
+    }
+    stack_.push_back(place(std::move(empty)));
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  int max_depth_;
+  std::vector<json*> stack_;
+  json* member_ = nullptr;
 };
+
 }  // namespace
 
 Result<json> parse_strict_json(std::string_view text, int max_depth) {
-  // The member names seen so far in each open object, innermost last.
-  std::vector<std::set<std::string>> keys;
+  StrictDom dom(max_depth);
+  bool ok = false;
   try {
-    json j = json::parse(
-        text.begin(), text.end(),
-        [max_depth, &keys](int depth, json::parse_event_t event, json& parsed) {
-          switch (event) {
-            case json::parse_event_t::object_start:
-            case json::parse_event_t::array_start:
-              // `depth` counts the containers around this one: the 65th nested
-              // container opens at depth 64.
-              if (depth >= max_depth) throw TooDeep{};
-              if (event == json::parse_event_t::object_start) keys.emplace_back();
-              break;
-            case json::parse_event_t::object_end:
-              keys.pop_back();
-              break;
-            case json::parse_event_t::key:
-              if (!keys.back().insert(parsed.get<std::string>()).second)
-                throw DuplicateKey{parsed.get<std::string>()};
-              break;
-            default:
-              break;
-          }
-          return true;
-        },
-        true);
-    return j;
-  } catch (const TooDeep&) {
-    return Error(Errc::invalid_argument,
-                 "the JSON body is nested more than " + std::to_string(max_depth) + " levels deep");
-  } catch (const DuplicateKey& d) {
-    return Error(Errc::invalid_argument, "the JSON body has an object with the member " +
-                                             json(d.key).dump() +
-                                             " twice; duplicate member names are refused");
+    ok = json::sax_parse(text.begin(), text.end(), &dom, json::input_format_t::json, true);
   } catch (const json::exception& e) {
     return Error(Errc::invalid_argument, std::string("the body is not valid JSON: ") + e.what());
   }
+  if (!ok) return Error(Errc::invalid_argument, dom.error_);
+  return std::move(dom.root);
 }
 
 json error_body(std::string_view code, std::string_view message, std::string_view field) {

@@ -1186,16 +1186,29 @@ Result<std::vector<OutboxEntry>> Store::outbox(std::int64_t limit) const {
 }
 
 Result<std::vector<Change>> Store::next_batch(std::int64_t max) {
+  return next_batch(max, {});
+}
+
+Result<std::vector<Change>> Store::next_batch(std::int64_t max,
+                                              const std::vector<Change>& in_flight) {
   return guarded([&]() -> Result<std::vector<Change>> {
     if (max < 1) fail(Errc::invalid_argument, "a batch holds at least one change");
+    std::int64_t after = 0;
+    std::set<std::string> records;
+    for (const auto& c : in_flight) {
+      auto id = ChangeId::parse(c.id);
+      if (!id || id->device_id != impl_->device_id)
+        fail(Errc::invalid_argument, "change " + c.id + " is not one of this device's");
+      after = std::max(after, id->counter);
+      records.insert(c.record);
+    }
     return impl_->write([&] {
       std::vector<OutboxEntry> batch;
       {
-        std::set<std::string> records;
         auto q = impl_->db->query(
             "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
-            "attempted, created_at FROM outbox ORDER BY counter LIMIT ?1");
-        q.bind(1, max);
+            "attempted, created_at FROM outbox WHERE counter > ?2 ORDER BY counter LIMIT ?1");
+        q.bind(1, max).bind(2, after);
         while (q.step()) {
           OutboxEntry e = read_outbox(q);
           if (!records.insert(e.change.record).second) break;

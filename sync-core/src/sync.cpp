@@ -5,7 +5,11 @@
 
 #include <algorithm>
 #include <charconv>
+#include <future>
+#include <memory>
+#include <optional>
 #include <random>
+#include <system_error>
 #include <thread>
 
 namespace fieldsync {
@@ -124,6 +128,105 @@ Result<LoginResponse> login(Store& store, Transport& transport, const std::strin
   return login;
 }
 
+namespace {
+
+// One round trip, with its retries: the answer, or why the request must be
+// rebuilt, or (as the Result's error) why the sync stops.
+struct Exchange {
+  enum class Restart { none, cursor_ahead, too_large };
+  std::optional<SyncResponse> answer;
+  Restart restart = Restart::none;
+  Error failure;  // the error behind `restart`
+};
+
+// Sends `req` until it is answered, retrying transient failures with the same
+// request: a change that reached the server before its answer was lost is replayed
+// there. Uses the transport only, never the store.
+Result<Exchange> exchange(Transport& transport, const HttpRequest& req, const SyncOptions& options,
+                          Backoff& backoff, SyncProgress& progress) {
+  Exchange out;
+  for (int attempt = 1;; ++attempt) {
+    if (cancelled(options)) return Error(Errc::cancelled, "sync cancelled");
+    progress.bytes_up += static_cast<std::int64_t>(req.body.size());
+    auto resp = transport.send(req, options.attempt_timeout);
+    Error failure;
+    std::optional<std::chrono::milliseconds> wait;
+    if (!resp) {
+      failure = std::move(resp).error();
+    } else {
+      progress.bytes_down += static_cast<std::int64_t>(resp->body.size());
+      if (resp->status == 200) {
+        json body = json::parse(resp->body, nullptr, false);
+        if (body.is_discarded()) return Error(Errc::protocol, "the sync answer is not JSON");
+        auto decoded = SyncResponse::from_json(body);
+        if (!decoded) return std::move(decoded).error();
+        out.answer = std::move(decoded).value();
+        return out;
+      }
+      failure = error_from_response(*resp);
+      if (failure.code == Errc::cursor_ahead) {
+        out.restart = Exchange::Restart::cursor_ahead;
+        out.failure = std::move(failure);
+        return out;
+      }
+      if (failure.code == Errc::payload_too_large) {
+        out.restart = Exchange::Restart::too_large;
+        out.failure = std::move(failure);
+        return out;
+      }
+      if (resp->status == 429) wait = retry_after(*resp);
+    }
+    if (!errc_is_transient(failure.code)) return failure;
+    if (attempt >= options.max_attempts) return failure;
+    ++progress.retries;
+    if (!sleep_for(options, wait.value_or(backoff.delay(attempt))))
+      return Error(Errc::cancelled, "sync cancelled");
+  }
+}
+
+// What applying one answer added to the totals.
+struct Applied {
+  std::int64_t sent = 0, applied = 0, conflicts = 0, rejected = 0, received = 0, cursor = 0;
+};
+
+Result<Applied> apply_round(Store& store, const std::vector<Change>& batch,
+                            const SyncResponse& resp) {
+  if (auto r = store.apply_sync(batch, resp); !r) return r.error();
+  Applied a;
+  a.sent = static_cast<std::int64_t>(resp.results.size());
+  for (const auto& r : resp.results) {
+    if (r.status == "applied") ++a.applied;
+    if (r.status == "conflict") ++a.conflicts;
+    if (r.status == "rejected") ++a.rejected;
+  }
+  a.received = static_cast<std::int64_t>(resp.changes.size());
+  auto stored = store.cursor();
+  if (!stored) return std::move(stored).error();
+  a.cursor = stored.value();
+  return a;
+}
+
+void add(SyncProgress& p, const Applied& a) {
+  ++p.round_trips;
+  p.sent += a.sent;
+  p.applied += a.applied;
+  p.conflicts += a.conflicts;
+  p.rejected += a.rejected;
+  p.received += a.received;
+  p.cursor = a.cursor;
+}
+
+}  // namespace
+
+// The cycle of design.md, pipelined by one round trip: when an answer arrives, the
+// next request (the outbox after the answered batch, and the pull from the
+// answer's cursor) is sent at once, and the answer is applied on a helper thread
+// while the server works on it. Answers are applied strictly in order, each in
+// its own transaction with its cursor, so a sync stopped at any point resumes
+// from the last applied answer; changes sent but not applied are resent and
+// replayed. A batch never holds a change of a record whose answer is still being
+// applied: such a change waits for the next round. The store is used by one
+// thread at a time; the transport and the callbacks only on the calling thread.
 Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions& options) {
   auto token = store.setting("token");
   if (!token) return std::move(token).error();
@@ -140,11 +243,39 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   auto cur = store.cursor();
   if (!cur) return std::move(cur).error();
   progress.cursor = cur.value();
+  const std::string device_id = store.device_id();  // read once: the store may be busy below
+  std::int64_t since = progress.cursor;  // ahead of the stored cursor while an answer is applied
+
+  std::optional<std::vector<Change>> prepared;  // the next batch, taken while applying
+  std::future<Result<Applied>> applying;        // the previous answer, being applied
+  struct Helper {                               // the thread applying it; joined on every way out
+    std::thread thread;
+    ~Helper() {
+      if (thread.joinable()) thread.join();
+    }
+  } helper;
+  // Waits for the answer being applied; its totals join the progress.
+  auto finish_apply = [&]() -> Result<void> {
+    if (!applying.valid()) return {};
+    auto a = applying.get();
+    if (helper.thread.joinable()) helper.thread.join();
+    if (!a) return std::move(a).error();
+    add(progress, a.value());
+    if (options.on_progress) options.on_progress(progress);
+    return {};
+  };
 
   for (;;) {
     if (cancelled(options)) return Error(Errc::cancelled, "sync cancelled");
-    auto batch = store.next_batch(batch_size);
-    if (!batch) return std::move(batch).error();
+    std::vector<Change> batch;
+    if (prepared) {
+      batch = std::move(*prepared);
+      prepared.reset();
+    } else {
+      auto b = store.next_batch(batch_size);
+      if (!b) return std::move(b).error();
+      batch = std::move(b).value();
+    }
 
     HttpRequest req;
     req.method = "POST";
@@ -153,85 +284,66 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
                    {"Content-Type", "application/json"},
                    {"Accept", "application/json"},
                    {"User-Agent", options.user_agent}};
+    // "echo": false (addition D): the entries of this batch's changes are not sent
+    // back; their results say what they did. Servers before addition D ignore it.
     req.body =
-        SyncRequest::encode(store.device_id(), batch.value(), progress.cursor, options.pull_limit)
-            .dump();
+        SyncRequest::encode(device_id, batch, since, options.pull_limit, /*echo=*/false).dump();
+    auto ex = exchange(transport, req, options, backoff, progress);
+    // The store is consistent again (and free) once the previous answer is in.
+    if (auto r = finish_apply(); !r) return r.error();
+    if (!ex) return std::move(ex).error();
 
-    // One round trip, retried on transient failures with the same request: a
-    // change that reached the server before the answer was lost is replayed there.
-    std::optional<SyncResponse> answer;
-    bool restart = false;
-    for (int attempt = 1; !answer && !restart; ++attempt) {
-      if (cancelled(options)) return Error(Errc::cancelled, "sync cancelled");
-      progress.bytes_up += static_cast<std::int64_t>(req.body.size());
-      auto resp = transport.send(req, options.attempt_timeout);
-      Error failure;
-      std::optional<std::chrono::milliseconds> wait;
-      if (!resp) {
-        failure = std::move(resp).error();
-      } else {
-        progress.bytes_down += static_cast<std::int64_t>(resp->body.size());
-        if (resp->status == 200) {
-          json body = json::parse(resp->body, nullptr, false);
-          if (body.is_discarded()) return Error(Errc::protocol, "the sync answer is not JSON");
-          auto decoded = SyncResponse::from_json(body);
-          if (!decoded) return std::move(decoded).error();
-          answer = std::move(decoded).value();
-          break;
-        }
-        failure = error_from_response(*resp);
-        if (failure.code == Errc::cursor_ahead && !cursor_was_reset) {
-          // The server's log ends before our cursor (restored from a backup):
-          // pull from the start again; entries apply idempotently by version.
-          if (auto r = store.reset_cursor(); !r) return r.error();
-          progress.cursor = 0;
-          cursor_was_reset = true;
-          restart = true;
-          continue;
-        }
-        if (failure.code == Errc::payload_too_large && batch->size() > 1) {
-          // Resend a smaller prefix of the same outbox (same ids, same content).
-          batch_size = std::max<std::int64_t>(1, static_cast<std::int64_t>(batch->size()) / 2);
-          restart = true;
-          continue;
-        }
-        if (resp->status == 429) wait = retry_after(*resp);
-      }
-      if (!errc_is_transient(failure.code)) return failure;
-      if (attempt >= options.max_attempts) return failure;
-      ++progress.retries;
-      if (!sleep_for(options, wait.value_or(backoff.delay(attempt))))
-        return Error(Errc::cancelled, "sync cancelled");
+    if (ex->restart == Exchange::Restart::cursor_ahead) {
+      if (cursor_was_reset) return ex->failure;
+      // The server's log ends before our cursor (restored from a backup): pull
+      // from the start again; entries apply idempotently by version.
+      if (auto r = store.reset_cursor(); !r) return r.error();
+      progress.cursor = since = 0;
+      cursor_was_reset = true;
+      continue;
     }
-    if (restart) continue;
+    if (ex->restart == Exchange::Restart::too_large) {
+      if (batch.size() <= 1) return ex->failure;
+      // Resend a smaller prefix of the same outbox (same ids, same content).
+      batch_size = std::max<std::int64_t>(1, static_cast<std::int64_t>(batch.size()) / 2);
+      continue;
+    }
 
-    const SyncResponse& resp = *answer;
-    if (!batch->empty() && resp.results.empty())
+    SyncResponse resp = std::move(*ex->answer);
+    if (!batch.empty() && resp.results.empty())
       return Error(Errc::protocol, "the server answered a push without any result");
-    if (auto r = store.apply_sync(batch.value(), resp); !r) return r.error();
-    ++progress.round_trips;
-    progress.sent += static_cast<std::int64_t>(resp.results.size());
-    for (const auto& r : resp.results) {
-      if (r.status == "applied") ++progress.applied;
-      if (r.status == "conflict") ++progress.conflicts;
-      if (r.status == "rejected") ++progress.rejected;
-    }
-    progress.received += static_cast<std::int64_t>(resp.changes.size());
-    std::int64_t before = progress.cursor;
-    auto stored = store.cursor();
-    if (!stored) return std::move(stored).error();
-    progress.cursor = stored.value();
-    if (options.on_progress) options.on_progress(progress);
-
-    // Done when the server has no more and nothing is left to push: the pull in
-    // this round trip already ran after its push, so no extra empty round is needed.
-    if (!resp.more) {
-      auto rest = store.outbox(1);
-      if (!rest) return std::move(rest).error();
-      if (rest->empty()) return progress;
-    }
-    if (batch->empty() && resp.changes.empty() && progress.cursor <= before)
+    if (resp.more && batch.empty() && resp.changes.empty() && resp.cursor <= since)
       return Error(Errc::protocol, "the server says there is more but sends nothing new");
+
+    // The next round trip is decided now, before this answer is applied.
+    auto following = store.next_batch(batch_size, batch);
+    if (!following) return std::move(following).error();
+    if (resp.more || !following->empty()) {
+      since = std::max(since, resp.cursor);
+      prepared = std::move(following).value();
+      auto job = std::make_shared<std::packaged_task<Result<Applied>()>>(
+          [&store, sent = std::move(batch), answer = std::move(resp)] {
+            return apply_round(store, sent, answer);
+          });
+      applying = job->get_future();
+      try {
+        helper.thread = std::thread([job] { (*job)(); });
+      } catch (const std::system_error&) {
+        (*job)();  // no thread to be had: apply here, unpipelined
+      }
+      continue;
+    }
+
+    // Last round trip for what is known now: apply, then look for changes saved
+    // meanwhile or held back because their record was in this batch.
+    auto a = apply_round(store, batch, resp);
+    if (!a) return std::move(a).error();
+    add(progress, a.value());
+    since = progress.cursor;
+    if (options.on_progress) options.on_progress(progress);
+    auto rest = store.outbox(1);
+    if (!rest) return std::move(rest).error();
+    if (rest->empty()) return progress;
   }
 }
 

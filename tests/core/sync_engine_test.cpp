@@ -3,6 +3,7 @@
 // answer replayed, cancellation, progress reports, and errors that stop the sync.
 #include <atomic>
 #include <numeric>
+#include <thread>
 
 #include "reference_server.hpp"
 #include "store_fixture.hpp"
@@ -291,8 +292,10 @@ TEST_CASE("cancellation stops between steps and during backoff", "[core][sync][c
     rig.save(3);
     rig.options.on_progress = [&](const SyncProgress&) { cancel = true; };
     CHECK(sync(*rig.store, rig.transport, rig.options).error().code == Errc::cancelled);
-    CHECK(rig.transport.requests.size() == 1);
-    CHECK(rig.store->outbox()->size() == 3);  // the answered round was committed
+    // The callback for the first answer runs once the second request has left
+    // (the sync is pipelined); no third one is sent, and both answers are committed.
+    CHECK(rig.transport.requests.size() == 2);
+    CHECK(rig.store->outbox()->size() == 2);
   }
   cancel = false;
   rig.options.on_progress = nullptr;
@@ -334,4 +337,125 @@ TEST_CASE("payload_too_large halves the batch", "[core][sync]") {
   CHECK(json::parse(rig.transport.requests[0].body)["changes"].size() == 8);
   CHECK(json::parse(rig.transport.requests[1].body)["changes"].size() == 4);
   CHECK(rig.store->outbox()->empty());
+}
+
+TEST_CASE("the next request leaves before the previous answer is applied, on the calling thread",
+          "[core][sync][pipeline]") {
+  Rig rig;
+  rig.save(9);
+  std::vector<SyncResponse> answers;
+  std::vector<std::thread::id> send_threads, progress_threads;
+  MemoryTransport recording([&](const HttpRequest& r) -> Result<HttpResponse> {
+    send_threads.push_back(std::this_thread::get_id());
+    HttpResponse resp = rig.server.handle(r);
+    answers.push_back(SyncResponse::from_json(json::parse(resp.body)).value());
+    return resp;
+  });
+  rig.options.batch_size = 3;
+  rig.options.on_progress = [&](const SyncProgress&) {
+    progress_threads.push_back(std::this_thread::get_id());
+  };
+  auto p = sync(*rig.store, recording, rig.options);
+  REQUIRE(p.ok());
+  CHECK(p->applied == 9);
+  CHECK(p->round_trips == 3);
+  REQUIRE(recording.requests.size() == 3);
+  // Each request pulls from the previous answer's cursor (sent before that answer
+  // was stored) and asks for no echo of its own changes' entries.
+  for (std::size_t i = 1; i < recording.requests.size(); ++i) {
+    json body = json::parse(recording.requests[i].body);
+    CHECK(body.at("since") == answers[i - 1].cursor);
+    CHECK(body.at("echo") == false);
+  }
+  for (auto id : send_threads) CHECK(id == std::this_thread::get_id());
+  REQUIRE(progress_threads.size() == 3);
+  for (auto id : progress_threads) CHECK(id == std::this_thread::get_id());
+  CHECK(*rig.store->cursor() == answers.back().cursor);
+  CHECK(rig.store->outbox()->empty());
+  CHECK(rig.server.self_conflicts == 0);
+}
+
+TEST_CASE("a change waits while an answer about its record is being applied",
+          "[core][sync][pipeline]") {
+  Rig rig;
+  auto a = rig.store->put(new_record({{"name", "first"}}));
+  REQUIRE(a.ok());
+  REQUIRE(rig.store->next_batch(10)->size() == 1);               // sent once, answer lost
+  REQUIRE(rig.store->put(edit(*a, {{"name", "second"}})).ok());  // a second change of it
+  rig.save(2);
+  REQUIRE(rig.store->outbox()->size() == 4);
+
+  rig.options.batch_size = 1;
+  auto p = sync(*rig.store, rig.transport, rig.options);
+  REQUIRE(p.ok());
+  CHECK(p->applied == 4);
+  CHECK(p->conflicts == 0);
+  // The edit left only after the first change's answer was applied, so it was
+  // rebased on that change's versions instead of conflicting with it.
+  CHECK(rig.server.self_conflicts == 0);
+  REQUIRE(rig.transport.requests.size() == 4);
+  std::vector<std::string> sent;
+  for (const auto& r : rig.transport.requests) {
+    const json body = json::parse(r.body);
+    for (const auto& c : body.at("changes")) sent.push_back(c.at("record"));
+  }
+  REQUIRE(sent.size() == 4);
+  CHECK(sent[0] == *a);
+  CHECK(sent[1] == *a);
+  CHECK(rig.store->get(*a)->fields.at("name").value == "second");
+  CHECK(rig.server.records.at(*a).fields.at("name").value == "second");
+}
+
+TEST_CASE("a sync stopped while an answer is applied resumes with nothing lost or doubled",
+          "[core][sync][pipeline]") {
+  Rig rig;
+  rig.save(9);
+  auto pass = [](const HttpRequest&) -> std::optional<Result<HttpResponse>> {
+    return std::nullopt;
+  };
+  // The third request fails for good while the second answer is being applied.
+  rig.faults = {pass, pass, fail_with(status_only(403, "forbidden"))};
+  rig.options.batch_size = 3;
+  auto stopped = sync(*rig.store, rig.transport, rig.options);
+  REQUIRE_FALSE(stopped.ok());
+  CHECK(stopped.error().code == Errc::forbidden);
+  // Both answers that arrived are applied, with the second one's cursor.
+  CHECK(rig.store->outbox()->size() == 3);
+  CHECK(*rig.store->cursor() == 6);
+
+  auto resumed = sync(*rig.store, rig.transport, rig.options);
+  REQUIRE(resumed.ok());
+  CHECK(resumed->sent == 3);
+  CHECK(rig.store->outbox()->empty());
+  CHECK(rig.server.log.size() == 9);
+  CHECK(rig.server.processed.size() == 9);
+  for (const auto& [id, n] : rig.server.processed) CHECK(n == 1);
+  CHECK(rig.store->list({})->size() == 9);
+}
+
+TEST_CASE("next_batch after a batch in flight", "[core][sync][pipeline]") {
+  TempDir dir;
+  auto store = open_with_form(dir.file("d.db"));
+  auto a = store->put(new_record({{"name", "a"}}));
+  auto b = store->put(new_record({{"name", "b"}}));
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  auto first = store->next_batch(1);
+  REQUIRE(first->size() == 1);
+  CHECK(first->at(0).record == *a);
+  auto second = store->next_batch(5, *first);
+  REQUIRE(second->size() == 1);
+  CHECK(second->at(0).record == *b);
+  CHECK(store->next_batch(5, *second)->empty());  // nothing after b
+
+  REQUIRE(store->put(edit(*a, {{"name", "a2"}})).ok());  // a's second change, after b
+  auto both = *first;
+  both.push_back(second->at(0));
+  CHECK(store->next_batch(5, both)->empty());    // stops before a change of a record in flight
+  auto after_b = store->next_batch(5, *second);  // a's first change is answered: a2 may go
+  REQUIRE(after_b->size() == 1);
+  CHECK(after_b->at(0).record == *a);
+  Change foreign = first->at(0);
+  foreign.id = "another-device:1";
+  CHECK(store->next_batch(5, {foreign}).error().code == Errc::invalid_argument);
 }

@@ -155,25 +155,6 @@ constexpr const char* kUserB = "officer.bantan";
 constexpr const char* kVictim = "officer.victim";
 constexpr const char* kVictimDevice = "dev-victim";
 
-json raw_change(const std::string& device, int counter, const std::string& record,
-                const std::string& scope, json fields, json base = json::object()) {
-  json c = {{"id", device + ":" + std::to_string(counter)},
-            {"record", record},
-            {"form", kKlaForm},
-            {"op", "upsert"},
-            {"fields", std::move(fields)},
-            {"base", std::move(base)},
-            {"hlc", HlcClock().now().to_string()}};
-  if (!scope.empty()) c["scope"] = scope;
-  return c;
-}
-
-json village_fields(const std::string& code, json extra = json::object()) {
-  json f = {{"desa_code", code}, {"period", "2026"}};
-  f.update(extra);
-  return f;
-}
-
 // The server with officer A's two records (one with an open field conflict),
 // officer B's one, a victim officer logged in on its phone, and a token for each
 // role. With `expired_token`, the expired one is issued by a first run of the

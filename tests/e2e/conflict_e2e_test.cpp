@@ -59,12 +59,6 @@ struct Cast {
   }
 };
 
-json village_fields(const std::string& code, json extra = json::object()) {
-  json f = {{"desa_code", code}, {"period", "2026"}};
-  f.update(extra);
-  return f;
-}
-
 // Every candidate carries who, where, which form version, when.
 void check_candidate_shape(const json& k) {
   for (const char* key :

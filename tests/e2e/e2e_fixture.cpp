@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "fieldsync/form.hpp"
+#include "fieldsync/hlc.hpp"
 
 namespace fieldsync::testing {
 namespace {
@@ -261,6 +262,25 @@ void check_device_matches_server(Device& device,
     if (server_records.count(id) == 0)
       FAIL_CHECK("record " << id << " on the device but not on the server");
   }
+}
+
+json village_fields(const std::string& code, json extra) {
+  json f = {{"desa_code", code}, {"period", "2026"}};
+  f.update(extra);
+  return f;
+}
+
+json raw_change(const std::string& device, int counter, const std::string& record,
+                const std::string& scope, json fields, json base) {
+  json c = {{"id", device + ":" + std::to_string(counter)},
+            {"record", record},
+            {"form", kKlaForm},
+            {"op", "upsert"},
+            {"fields", std::move(fields)},
+            {"base", std::move(base)},
+            {"hlc", HlcClock().now().to_string()}};
+  if (!scope.empty()) c["scope"] = scope;
+  return c;
 }
 
 }  // namespace fieldsync::testing

@@ -99,4 +99,11 @@ void check_device_matches_server(Device& device, const std::map<std::string, jso
 // Value of `field` in a server record JSON (null when absent).
 json server_value(const json& record, const std::string& field);
 
+// KLA fields of a village: its code and period 2026, plus `extra`.
+json village_fields(const std::string& code, json extra = json::object());
+// A change as a device sends it, with id "<device>:<counter>" and a fresh hlc;
+// `scope` empty leaves the member out.
+json raw_change(const std::string& device, int counter, const std::string& record,
+                const std::string& scope, json fields, json base = json::object());
+
 }  // namespace fieldsync::testing

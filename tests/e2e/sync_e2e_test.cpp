@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include "e2e_fixture.hpp"
+#include "fieldsync/ids.hpp"
 
 using namespace fieldsync;
 using namespace fieldsync::testing;
@@ -50,12 +51,6 @@ struct Cast {
     return all;
   }
 };
-
-json village_fields(const std::string& code, json extra = json::object()) {
-  json f = {{"desa_code", code}, {"period", "2026"}};
-  f.update(extra);
-  return f;
-}
 
 }  // namespace
 
@@ -413,4 +408,93 @@ TEST_CASE("random offline edits on three devices converge with nothing lost", "[
       }
     }
   }
+}
+
+TEST_CASE("echo false leaves out the entries of the request's own changes, and only those",
+          "[e2e][pull][echo]") {
+  Cast cast;
+  const std::string token = cast.token_of("officer.bengkalis");
+  const std::string v1 = village(kKecBengkalis, 1), v2 = village(kKecBengkalis, 2),
+                    v3 = village(kKecBengkalis, 3), v4 = village(kKecBengkalis, 4);
+  const std::string r1 = new_uuid_v7(1), r2 = new_uuid_v7(2), r3 = new_uuid_v7(3),
+                    r4 = new_uuid_v7(4);
+  auto seqs = [](const json& answer) {
+    std::vector<std::int64_t> out;
+    for (const auto& e : answer.at("changes")) out.push_back(e.at("seq").get<std::int64_t>());
+    return out;
+  };
+
+  // Device A pushes two changes without echo: its answer has their results only.
+  const json first = {{"device_id", "echo-a"},
+                      {"changes",
+                       {raw_change("echo-a", 1, r1, v1, village_fields(v1)),
+                        raw_change("echo-a", 2, r2, v2, village_fields(v2))}},
+                      {"since", 0},
+                      {"echo", false}};
+  json a1 = cast.client.post("/v1/sync", first, token);
+  REQUIRE(a1.at("results").size() == 2);
+  CHECK(a1.at("results")[0].at("seq") == 1);
+  CHECK(a1.at("results")[1].at("seq") == 2);
+  CHECK(a1.at("changes").empty());
+  CHECK(a1.at("cursor") == 2);
+  CHECK(a1.at("more") == false);
+
+  // Device B pushes one with the default: every entry, its own included.
+  json b1 = cast.client.post("/v1/sync",
+                             {{"device_id", "echo-b"},
+                              {"changes", {raw_change("echo-b", 1, r3, v3, village_fields(v3))}},
+                              {"since", 0}},
+                             token);
+  CHECK(seqs(b1) == std::vector<std::int64_t>{1, 2, 3});
+
+  const json third = raw_change("echo-a", 3, r4, v4, village_fields(v4));
+  // A again, from 0, one page of 2: A's earlier entries are not this request's,
+  // so they come; its new change's entry (4) does not, and B's (3) is on the next page.
+  json a2 = cast.client.post(
+      "/v1/sync",
+      {{"device_id", "echo-a"}, {"changes", {third}}, {"since", 0}, {"limit", 2}, {"echo", false}},
+      token);
+  CHECK(a2.at("results")[0].at("seq") == 4);
+  CHECK(seqs(a2) == std::vector<std::int64_t>{1, 2});
+  CHECK(a2.at("more") == true);
+  CHECK(a2.at("cursor") == 2);
+  json a3 = cast.client.post(
+      "/v1/sync", {{"device_id", "echo-a"}, {"since", 2}, {"limit", 2}, {"echo", false}}, token);
+  CHECK(seqs(a3) == std::vector<std::int64_t>{3, 4});  // no changes sent: nothing left out
+  CHECK(a3.at("more") == false);
+
+  // The replayed change again: its entry (4) is left out too. A full page says
+  // more; the next page holds only the left-out entry, is empty, and its cursor
+  // passes it.
+  json a4 = cast.client.post(
+      "/v1/sync",
+      {{"device_id", "echo-a"}, {"changes", {third}}, {"since", 2}, {"limit", 1}, {"echo", false}},
+      token);
+  CHECK(a4.at("results")[0].at("replayed") == true);
+  CHECK(seqs(a4) == std::vector<std::int64_t>{3});
+  CHECK(a4.at("more") == true);
+  json a5 = cast.client.post(
+      "/v1/sync",
+      {{"device_id", "echo-a"}, {"changes", {third}}, {"since", 3}, {"limit", 1}, {"echo", false}},
+      token);
+  CHECK(seqs(a5).empty());  // 4 is the replayed change's own entry
+  CHECK(a5.at("cursor") == 4);
+  CHECK(a5.at("more") == false);
+
+  // The replay of the first request: answered with the first results, and the
+  // log (B's entry and A's third change) without the replayed changes' entries.
+  json replay = cast.client.post("/v1/sync", first, token);
+  CHECK(replay.at("results")[0].at("replayed") == true);
+  CHECK(replay.at("results")[1].at("seq") == 2);
+  CHECK(seqs(replay) == std::vector<std::int64_t>{3, 4});
+
+  // Not a boolean: the request is refused whole, and nothing is stored.
+  json bad = cast.client.post(
+      "/v1/sync",
+      {{"device_id", "echo-c"},
+       {"changes", {raw_change("echo-c", 1, new_uuid_v7(5), v1, village_fields(v1))}},
+       {"echo", "no"}},
+      token, 400);
+  CHECK(bad.at("error").at("code") == "bad_request");
+  CHECK(cast.client.pull_all(cast.admin, "e2e-admin-log").size() == 4);
 }

@@ -55,8 +55,10 @@ TEST_CASE("a malformed change is refused naming the member", "[protocol][wire]")
   };
   for (const auto& c : cases) {
     json j = good_change();
-    if (c.value.is_null()) j.erase(c.member);
-    else j[c.member] = c.value;
+    if (c.value.is_null())
+      j.erase(c.member);
+    else
+      j[c.member] = c.value;
     INFO(j.dump());
     auto r = decode_change(j);
     REQUIRE_FALSE(r);
@@ -89,6 +91,8 @@ TEST_CASE("sync request shape checks", "[protocol][wire]") {
       json{{"device_id", "dev-1"}, {"since", -1}},
       json{{"device_id", "dev-1"}, {"since", 1.5}},
       json{{"device_id", "dev-1"}, {"limit", "10"}},
+      json{{"device_id", "dev-1"}, {"echo", "no"}},
+      json{{"device_id", "dev-1"}, {"echo", 0}},
   };
   for (const auto& b : bad) {
     INFO(b.dump());
@@ -103,14 +107,29 @@ TEST_CASE("sync request shape checks", "[protocol][wire]") {
   REQUIRE(lenient);
   CHECK(lenient->raw_changes.size() == 1);
   CHECK(lenient->since == 5);
+  CHECK(lenient->echo);
+
+  // Addition D: "echo" false, read from a body whose changes are moved out.
+  json body = {{"device_id", "dev-1"},
+               {"changes", json::array({json{{"id", "dev-1:1"}, {"fields", {{"a", 1}}}}})},
+               {"echo", false}};
+  auto moved = decode_sync_request_shape(std::move(body));
+  REQUIRE(moved);
+  CHECK_FALSE(moved->echo);
+  REQUIRE(moved->raw_changes.size() == 1);
+  CHECK(moved->raw_changes[0] == json{{"id", "dev-1:1"}, {"fields", {{"a", 1}}}});
+  // Encoding leaves "echo" out unless it is false, as servers before D expect.
+  CHECK_FALSE(SyncRequest::encode("dev-1", {}, 0, 10).contains("echo"));
+  CHECK(SyncRequest::encode("dev-1", {}, 0, 10, false).at("echo") == false);
 }
 
 TEST_CASE("results, log entries and responses round-trip", "[protocol][wire]") {
   SyncResponse resp;
   ChangeResult applied{"dev:1", "applied", 2001, {{"a", 2001}, {"b", 35}}, {}, false, std::nullopt};
-  ChangeResult conflict{"dev:2", "conflict", 2002, {{"b", 35}}, {{77, "field", "b", ""}}, false, std::nullopt};
-  ChangeResult rejected{"dev:3", "rejected", 0, {}, {}, false,
-                        RejectReason{"validation", "must be at least 0", "a"}};
+  ChangeResult conflict{"dev:2", "conflict",  2002, {{"b", 35}}, {{77, "field", "b", ""}},
+                        false,   std::nullopt};
+  ChangeResult rejected{
+      "dev:3", "rejected", 0, {}, {}, false, RejectReason{"validation", "must be at least 0", "a"}};
   ChangeResult replayed = applied;
   replayed.replayed = true;
   resp.results = {applied, conflict, rejected, replayed};

@@ -107,16 +107,21 @@ struct SyncRequest {
   std::vector<json> raw_changes;  // as received; decode each with decode_change
   std::int64_t since = 0;
   std::int64_t limit = kDefaultPullLimit;
+  // Addition D: false leaves the log entries that this request's own changes
+  // produced out of the pull (the device has them from its results).
+  bool echo = true;
 
   // For clients: builds the request body from decoded changes.
   static json encode(const std::string& device_id, const std::vector<Change>& changes,
-                     std::int64_t since, std::int64_t limit);
+                     std::int64_t since, std::int64_t limit, bool echo = true);
 };
 
 // Request-level checks of protocol.md (400 bad_request on failure): body an
 // object, string device_id, changes an array of objects each with a string id,
 // since/limit non-negative integers.
 Result<SyncRequest> decode_sync_request_shape(const json& body);
+// The same, moving the changes out of `body` instead of copying them.
+Result<SyncRequest> decode_sync_request_shape(json&& body);
 
 struct SyncResponse {
   std::vector<ChangeResult> results;

@@ -147,6 +147,11 @@ class Store {
   // never sees a device's two changes of one record with stale bases). Marks them
   // attempted (durably) before returning.
   Result<std::vector<Change>> next_batch(std::int64_t max);
+  // The batch that follows `in_flight` (a batch sent whose answer is not applied
+  // yet): the same rule over the outbox after in_flight's last change, stopping
+  // also before a change of a record in `in_flight`. Lets sync() send the next
+  // round trip while the previous answer is being applied.
+  Result<std::vector<Change>> next_batch(std::int64_t max, const std::vector<Change>& in_flight);
 
   // Applies one sync round trip atomically: the per-change results for `sent`,
   // the pulled entries and the new cursor, in one transaction. Pulled values never

@@ -17,7 +17,7 @@ namespace fieldsync {
 
 struct SyncProgress {
   std::int64_t round_trips = 0;
-  std::int64_t sent = 0;      // changes pushed and answered
+  std::int64_t sent = 0;  // changes pushed and answered
   std::int64_t applied = 0;
   std::int64_t conflicts = 0;
   std::int64_t rejected = 0;
@@ -50,9 +50,11 @@ Result<LoginResponse> login(Store& store, Transport& transport, const std::strin
                             const std::string& password,
                             std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
-// Runs sync rounds until done, a permanent error, or cancellation. Each round's
-// results are committed before the next starts, so an interrupted sync resumes
-// where it stopped. Uses the token stored by login().
+// Runs sync rounds until done, a permanent error, or cancellation. Each answer is
+// committed (results, pulled entries and cursor in one transaction) in order, so
+// an interrupted sync resumes where it stopped. The next request is sent while
+// the previous answer is committed on a helper thread; the transport and
+// `on_progress` run on the calling thread only. Uses the token stored by login().
 Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions& options = {});
 
 }  // namespace fieldsync
