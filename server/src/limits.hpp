@@ -19,8 +19,13 @@ struct ServerLimits {
   std::chrono::seconds body_timeout{30};     // without progress while receiving a body
   std::chrono::seconds write_timeout{60};    // to send one response
   std::size_t max_connections = 1024;        // more are closed at once
-  std::chrono::seconds shutdown_grace{30};   // in-flight requests finish within this on SIGTERM
-  int workers = 8;                           // threads running requests off the I/O thread
+  // Request bodies held at once, all connections together (declared lengths; a
+  // chunked body counts as body_limit). A request that would go over while others
+  // are held -> 429 with Retry-After, connection closed, body not read.
+  std::size_t body_memory = 256 * 1024 * 1024;
+  std::chrono::seconds body_memory_retry{2};  // the Retry-After of that 429
+  std::chrono::seconds shutdown_grace{30};    // in-flight requests finish within this on SIGTERM
+  int workers = 8;                            // threads running requests off the I/O thread
 };
 
 }  // namespace fieldsync::server

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <limits>
 #include <mutex>
 #include <sstream>
 
@@ -223,6 +224,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--body-limit", limits.body_limit, "largest request body in bytes")
       ->capture_default_str();
+  serve_cmd
+      ->add_option("--body-memory", limits.body_memory,
+                   "request body bytes held at once over all connections; a request beyond "
+                   "gets 429 with Retry-After")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::numeric_limits<std::size_t>::max()));
   std::int64_t header_timeout_s = limits.header_timeout.count();
   std::int64_t body_timeout_s = limits.body_timeout.count();
   serve_cmd

@@ -71,6 +71,17 @@ Request to_request(const http::request<http::string_body>& msg, std::string remo
   return req;
 }
 
+// Bytes of request bodies this connection holds in host.body_bytes.
+struct BodyReservation {
+  explicit BodyReservation(SessionHost& h) : host(h) {}
+  ~BodyReservation() { host.body_bytes -= bytes; }
+  BodyReservation(const BodyReservation&) = delete;
+  BodyReservation& operator=(const BodyReservation&) = delete;
+
+  SessionHost& host;
+  std::size_t bytes = 0;
+};
+
 // The request loop over a plain or TLS stream (already handshaken).
 template <class Stream>
 asio::awaitable<void> serve_requests(Stream& stream, SessionHost& host,
@@ -89,7 +100,26 @@ asio::awaitable<void> serve_requests(Stream& stream, SessionHost& host,
     lowest.expires_after(limits.header_timeout);
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kAwait);
     entry->busy = true;
+    // The body's bytes are reserved in the server-wide budget before it is read,
+    // and given back once the answer is written (or the connection ends).
+    BodyReservation reservation(host);
     if (!ec) {
+      const std::size_t size = parser.content_length()
+                                   ? static_cast<std::size_t>(*parser.content_length())
+                                   : (parser.chunked() ? limits.body_limit : std::size_t{0});
+      if (size > 0 && host.body_bytes > 0 && host.body_bytes + size > limits.body_memory) {
+        // One body always fits (nothing else held), so every client progresses.
+        auto busy = error_answer(429, "too_many_requests",
+                                 "the server is holding as many request bodies as it may; retry "
+                                 "after the time in Retry-After");
+        busy.headers.emplace_back("Retry-After", std::to_string(limits.body_memory_retry.count()));
+        auto msg = to_beast(busy, false);
+        lowest.expires_after(limits.write_timeout);
+        co_await http::async_write(stream, msg, kAwait);
+        break;
+      }
+      reservation.bytes = size;
+      host.body_bytes += size;
       if (beast::iequals(parser.get()[http::field::expect], "100-continue") && !parser.is_done()) {
         http::response<http::empty_body> cont{http::status::continue_, 11};
         lowest.expires_after(limits.write_timeout);

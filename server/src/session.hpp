@@ -32,6 +32,7 @@ struct SessionHost {
   boost::asio::thread_pool& workers;
   std::atomic<bool> stopping{false};
   std::list<Entry> sessions;
+  std::size_t body_bytes = 0;                // request bodies held now (limits.body_memory)
   std::function<void()> on_session_end;      // lets the listener finish a shutdown
   boost::asio::ssl::context* tls = nullptr;  // set: every connection is HTTPS
 };

@@ -95,6 +95,16 @@ class RawConn {
     }
     return true;
   }
+  // Reads until `text` has arrived (true) or the peer closed or `timeout` passed.
+  bool wait_for(std::string_view text, milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (received_.find(text) == std::string::npos) {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (closed_ || left.count() <= 0) return false;
+      wait_closed(std::min(left, milliseconds(50)));
+    }
+    return true;
+  }
   const std::string& received() const { return received_; }
 
  private:
@@ -1060,4 +1070,66 @@ TEST_CASE("hostile connections are cut off and the server keeps serving", "[e2e]
   CHECK(after.records == before.records);
   CHECK(after.csv == before.csv);
   SUCCEED("connection rows: " << rows.size());
+}
+
+TEST_CASE("request bodies held at once are bounded: 429 with Retry-After, others still served",
+          "[e2e][hostile][limits]") {
+  ServerOptions options = hostile_options();
+  options.serve_args = {"--body-memory", "100000", "--quiet"};
+  auto server = start_server(options);
+  const std::uint16_t port = server->port();
+  auto post_head = [](std::size_t length, const std::string& extra = {}) {
+    return "POST /v1/sync HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+           "Content-Length: " +
+           std::to_string(length) + "\r\n" + extra + "\r\n";
+  };
+
+  // A declares 90,000 bytes and waits for 100 Continue: its body is now reserved.
+  RawConn a(port);
+  REQUIRE(a.connected());
+  REQUIRE(a.send_all(post_head(90000, "Expect: 100-continue\r\n")));
+  REQUIRE(a.wait_for("100 Continue", milliseconds(10000)));
+
+  // B's 20,000 more would pass the budget: 429, Retry-After, closed, body unread.
+  RawConn b(port);
+  REQUIRE(b.connected());
+  REQUIRE(b.send_all(post_head(20000)));
+  CHECK(b.wait_closed(milliseconds(10000)));
+  RawAnswer busy = parse_answer(b.received());
+  CHECK(busy.status == 429);
+  if (busy.status == 429) check_error(json::parse(busy.body, nullptr, false), "too_many_requests");
+  CHECK(b.received().find("Retry-After: 2\r\n") != std::string::npos);
+
+  // Requests without a body are not held back.
+  RawConn c(port);
+  REQUIRE(c.connected());
+  REQUIRE(c.send_all(serialise("GET", "/healthz", {}, {})));
+  CHECK(c.wait_closed(milliseconds(10000)));
+  CHECK(parse_answer(c.received()).status == 200);
+
+  // A sends its body and is answered (no token: 401); its reservation is given
+  // back, and B's retry gets past the budget to the same check.
+  // The first complete answer after `from` in what `conn` received.
+  auto answer_after = [](RawConn& conn, const std::string& from) {
+    RawAnswer got;
+    for (int i = 0; i < 200 && got.status == 0; ++i) {
+      conn.wait_for("\r\n\r\n", milliseconds(50));
+      const std::size_t at = conn.received().find(from);
+      if (at != std::string::npos) got = parse_answer(conn.received().substr(at));
+      if (got.status == 0) conn.wait_closed(milliseconds(50));
+    }
+    return got;
+  };
+  REQUIRE(a.send_all(std::string(90000, ' ')));
+  CHECK(answer_after(a, "HTTP/1.1 4").status == 401);
+  RawConn retry(port);
+  REQUIRE(retry.connected());
+  REQUIRE(retry.send_all(post_head(20000) + std::string(20000, ' ')));
+  CHECK(answer_after(retry, "HTTP/1.1").status == 401);
+
+  // One body larger than the budget is served when nothing else is held.
+  RawConn big(port);
+  REQUIRE(big.connected());
+  REQUIRE(big.send_all(post_head(150000) + std::string(150000, ' ')));
+  CHECK(answer_after(big, "HTTP/1.1").status == 401);
 }
