@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the server's tests under ThreadSanitizer: the group-commit writer, the
-# Beast listener and sessions, and the end-to-end tests against the real server
-# binary (built with TSan too) with many devices at once.
+# Runs the server's, the device core's and the end-to-end tests under
+# ThreadSanitizer: the group-commit writer, the Beast listener and sessions, the
+# pipelined sync (answers committed on a helper thread), and the end-to-end tests
+# against the real server binary (built with TSan too) with many devices at once.
 # Usage: scripts/tsan-test.sh [extra ctest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +16,4 @@ cmake -G Ninja -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG
 # proxy, fieldsync-cli, fieldsync-admin, the demo).
 cmake --build "$build" -j "$(nproc)"
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
-ctest --test-dir "$build" --output-on-failure -j "$(nproc)" --timeout 900 -R "^(server|e2e):" "$@"
+ctest --test-dir "$build" --output-on-failure -j "$(nproc)" --timeout 900 -R "^(server|e2e|core):" "$@"
