@@ -179,6 +179,16 @@ Response Router::handle_request(const Request& request) {
   return res;
 }
 
+void Router::note_refused(std::string_view method, std::string_view target, std::string_view remote,
+                          int status) {
+  metrics_.observe_request("refused", status, 0);
+  if (!options_.log) return;
+  std::string path(target.substr(0, std::min(target.find('?'), std::size_t{200})));
+  options_.log(std::string(method.empty() ? "-" : method.substr(0, 16)) + " " +
+               (path.empty() ? "-" : path) + " " + std::to_string(status) + " 0.0ms user=- addr=" +
+               std::string(remote.empty() ? "-" : remote) + " refused=before-body");
+}
+
 Response Router::dispatch(const Request& req, std::string& group, std::string& user) {
   auto target = parse_request_target(req.target);
   if (!target) return bad_request("the request target must be a path");

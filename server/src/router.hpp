@@ -63,6 +63,12 @@ class Router {
 
   const ServerLimits& limits() const { return options_.limits; }
 
+  // Counts (path group "refused") and logs a request that its connection
+  // answered itself before the router saw it: over a limit (413, 431, 429) or
+  // malformed HTTP (400). `method`/`target` may be empty when unknown. Thread-safe.
+  void note_refused(std::string_view method, std::string_view target, std::string_view remote,
+                    int status);
+
  private:
   Response dispatch(const Request& req, std::string& group, std::string& user);
   std::optional<Response> authenticate(const Request& req, Caller& caller);

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -113,6 +114,8 @@ asio::awaitable<void> serve_requests(Stream& stream, SessionHost& host,
                                  "the server is holding as many request bodies as it may; retry "
                                  "after the time in Retry-After");
         busy.headers.emplace_back("Retry-After", std::to_string(limits.body_memory_retry.count()));
+        host.router.note_refused(std::string_view(parser.get().method_string()),
+                                 std::string_view(parser.get().target()), remote, busy.status);
         auto msg = to_beast(busy, false);
         lowest.expires_after(limits.write_timeout);
         co_await http::async_write(stream, msg, kAwait);
@@ -138,6 +141,14 @@ asio::awaitable<void> serve_requests(Stream& stream, SessionHost& host,
     if (ec) {
       auto early = answer_for_read_error(ec, limits);
       if (!early) break;
+      // The header may be incomplete (431, malformed): method and target only if read.
+      const bool head = parser.is_header_done();
+      std::string_view method, target;
+      if (head) {
+        method = std::string_view(parser.get().method_string());
+        target = std::string_view(parser.get().target());
+      }
+      host.router.note_refused(method, target, remote, early->status);
       // The rest of the request cannot be trusted: answer, then close.
       auto msg = to_beast(*early, false);
       lowest.expires_after(limits.write_timeout);

@@ -1132,4 +1132,14 @@ TEST_CASE("request bodies held at once are bounded: 429 with Retry-After, others
   REQUIRE(big.connected());
   REQUIRE(big.send_all(post_head(150000) + std::string(150000, ' ')));
   CHECK(answer_after(big, "HTTP/1.1").status == 401);
+
+  // The refusal is counted where operators look.
+  RawConn m(port);
+  REQUIRE(m.connected());
+  REQUIRE(m.send_all(serialise("GET", "/metrics", {}, {})));
+  CHECK(m.wait_closed(milliseconds(10000)));
+  const RawAnswer metrics = parse_answer(m.received());
+  CHECK(metrics.status == 200);
+  CHECK(metrics.body.find("fieldsync_http_requests_total{path=\"refused\",status=\"429\"} 1\n") !=
+        std::string::npos);
 }
