@@ -1194,17 +1194,18 @@ Result<std::vector<Change>> Store::next_batch(std::int64_t max,
   return guarded([&]() -> Result<std::vector<Change>> {
     if (max < 1) fail(Errc::invalid_argument, "a batch holds at least one change");
     std::int64_t after = 0;
-    std::set<std::string> records;
+    std::set<std::string> in_flight_records;
     for (const auto& c : in_flight) {
       auto id = ChangeId::parse(c.id);
       if (!id || id->device_id != impl_->device_id)
         fail(Errc::invalid_argument, "change " + c.id + " is not one of this device's");
       after = std::max(after, id->counter);
-      records.insert(c.record);
+      in_flight_records.insert(c.record);
     }
     return impl_->write([&] {
       std::vector<OutboxEntry> batch;
       {
+        std::set<std::string> records = in_flight_records;  // afresh if the write is retried
         auto q = impl_->db->query(
             "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
             "attempted, created_at FROM outbox WHERE counter > ?2 ORDER BY counter LIMIT ?1");
