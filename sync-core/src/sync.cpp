@@ -246,9 +246,17 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   const std::string device_id = store.device_id();  // read once: the store may be busy below
   std::int64_t since = progress.cursor;  // ahead of the stored cursor while an answer is applied
 
-  std::optional<std::vector<Change>> prepared;  // the next batch, taken while applying
-  std::future<Result<Applied>> applying;        // the previous answer, being applied
-  struct Helper {                               // the thread applying it; joined on every way out
+  // What the helper does with an answer: commits it, then takes the batch after
+  // the one now in flight, so the main thread has it ready when the next answer
+  // comes (that batch holds no record of the in-flight one).
+  struct Job {
+    Result<Applied> applied;
+    Result<std::vector<Change>> next;
+  };
+  std::optional<std::vector<Change>> prepared;            // the batch to send next
+  std::optional<Result<std::vector<Change>>> prefetched;  // taken by the helper
+  std::future<Job> applying;                              // the previous answer, being applied
+  struct Helper {  // the thread applying it; joined on every way out
     std::thread thread;
     ~Helper() {
       if (thread.joinable()) thread.join();
@@ -257,10 +265,11 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   // Waits for the answer being applied; its totals join the progress.
   auto finish_apply = [&]() -> Result<void> {
     if (!applying.valid()) return {};
-    auto a = applying.get();
+    Job job = applying.get();
     if (helper.thread.joinable()) helper.thread.join();
-    if (!a) return std::move(a).error();
-    add(progress, a.value());
+    if (!job.applied) return std::move(job.applied).error();
+    prefetched = std::move(job.next);
+    add(progress, job.applied.value());
     if (options.on_progress) options.on_progress(progress);
     return {};
   };
@@ -293,6 +302,7 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
     if (auto r = finish_apply(); !r) return r.error();
     if (!ex) return std::move(ex).error();
 
+    if (ex->restart != Exchange::Restart::none) prefetched.reset();  // taken for another request
     if (ex->restart == Exchange::Restart::cursor_ahead) {
       if (cursor_was_reset) return ex->failure;
       // The server's log ends before our cursor (restored from a backup): pull
@@ -315,15 +325,30 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
     if (resp.more && batch.empty() && resp.changes.empty() && resp.cursor <= since)
       return Error(Errc::protocol, "the server says there is more but sends nothing new");
 
-    // The next round trip is decided now, before this answer is applied.
-    auto following = store.next_batch(batch_size, batch);
+    // The next round trip is decided now, before this answer is applied. Its batch
+    // was taken by the helper while this request was out, or is taken here.
+    Result<std::vector<Change>> following =
+        prefetched ? std::move(*prefetched) : store.next_batch(batch_size, batch);
+    prefetched.reset();
     if (!following) return std::move(following).error();
     if (resp.more || !following->empty()) {
       since = std::max(since, resp.cursor);
+      // What the helper needs to know of the batch that is about to leave.
+      std::vector<Change> leaving;
+      leaving.reserve(following->size());
+      for (const auto& c : *following) {
+        Change id_only;
+        id_only.id = c.id;
+        id_only.record = c.record;
+        leaving.push_back(std::move(id_only));
+      }
       prepared = std::move(following).value();
-      auto job = std::make_shared<std::packaged_task<Result<Applied>()>>(
-          [&store, sent = std::move(batch), answer = std::move(resp)] {
-            return apply_round(store, sent, answer);
+      auto job = std::make_shared<std::packaged_task<Job()>>(
+          [&store, batch_size, sent = std::move(batch), answer = std::move(resp),
+           in_flight = std::move(leaving)] {
+            Job j{apply_round(store, sent, answer), std::vector<Change>{}};
+            if (j.applied) j.next = store.next_batch(batch_size, in_flight);
+            return j;
           });
       applying = job->get_future();
       try {

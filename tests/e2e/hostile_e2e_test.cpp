@@ -1140,6 +1140,7 @@ TEST_CASE("request bodies held at once are bounded: 429 with Retry-After, others
   CHECK(m.wait_closed(milliseconds(10000)));
   const RawAnswer metrics = parse_answer(m.received());
   CHECK(metrics.status == 200);
+  INFO(metrics.body);
   CHECK(metrics.body.find("fieldsync_http_requests_total{path=\"refused\",status=\"429\"} 1\n") !=
         std::string::npos);
 }
