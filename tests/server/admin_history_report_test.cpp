@@ -73,13 +73,16 @@ struct Fixture : ServerFixture {
   std::int64_t field_conflict(int n, int one_value, int two_value) {
     const std::string r = record_id(n);
     const std::string p = std::to_string(n);
-    auto v0 = seq_of(sync(one, "dev-1",
-                          json::array({kc("dev-1:" + p + "0", r,
-                                          {{"code", "c" + p}, {"period", "2026"}, {"count", 1}})})));
-    sync(one, "dev-1", json::array({kc("dev-1:" + p + "1", r, {{"count", one_value}}, {{"count", v0}})}));
+    auto v0 =
+        seq_of(sync(one, "dev-1",
+                    json::array({kc("dev-1:" + p + "0", r,
+                                    {{"code", "c" + p}, {"period", "2026"}, {"count", 1}})})));
+    sync(one, "dev-1",
+         json::array({kc("dev-1:" + p + "1", r, {{"count", one_value}}, {{"count", v0}})}));
     advance(std::chrono::seconds(1));
-    auto res = sync(two, "dev-2",
-                    json::array({kc("dev-2:" + p + "1", r, {{"count", two_value}}, {{"count", v0}})}));
+    auto res =
+        sync(two, "dev-2",
+             json::array({kc("dev-2:" + p + "1", r, {{"count", two_value}}, {{"count", v0}})}));
     REQUIRE(res["results"][0]["status"] == "conflict");
     return res["results"][0]["conflicts"][0]["id"];
   }
@@ -138,9 +141,9 @@ TEST_CASE("bulk resolution: a dry run changes nothing, then each rule resolves",
   const auto c1 = f.field_conflict(1, 10, 20);
   const auto c2 = f.field_conflict(2, 30, 40);
   // A duplicate record: the rules other than `server` do not apply to it.
-  auto dup = f.sync(f.two, "dev-2",
-                    json::array({Fixture::kc("dev-2:90", record_id(3),
-                                             {{"code", "c1"}, {"period", "2026"}})}));
+  auto dup = f.sync(
+      f.two, "dev-2",
+      json::array({Fixture::kc("dev-2:90", record_id(3), {{"code", "c1"}, {"period", "2026"}})}));
   const auto c3 = dup["results"][0]["conflicts"][0]["id"].get<std::int64_t>();
   const auto head = f.stats().head_seq;
 
@@ -149,8 +152,8 @@ TEST_CASE("bulk resolution: a dry run changes nothing, then each rule resolves",
           403);
   }
   SECTION("malformed requests are 400 validation") {
-    CHECK(f.post("/v1/conflicts/resolve-bulk", {{"rule", "coin"}}, f.admin, 400)["error"]["field"] ==
-          "rule");
+    CHECK(f.post("/v1/conflicts/resolve-bulk", {{"rule", "coin"}}, f.admin,
+                 400)["error"]["field"] == "rule");
     CHECK(f.post("/v1/conflicts/resolve-bulk", {{"rule", "candidate_from_user"}}, f.admin,
                  400)["error"]["field"] == "user");
     CHECK(f.post("/v1/conflicts/resolve-bulk", {{"rule", "server"}, {"filter", {{"kind", "x"}}}},
@@ -158,7 +161,8 @@ TEST_CASE("bulk resolution: a dry run changes nothing, then each rule resolves",
     CHECK(f.stats().head_seq == head);
   }
   SECTION("latest_received: dry run, then for real") {
-    json body = {{"rule", "latest_received"}, {"dry_run", true}, {"filter", {{"form", "kla-test"}}}};
+    json body = {
+        {"rule", "latest_received"}, {"dry_run", true}, {"filter", {{"form", "kla-test"}}}};
     auto dry = f.post("/v1/conflicts/resolve-bulk", body, f.admin);
     CHECK(dry["matched"] == 3);
     CHECK(dry["skipped"] == 1);
@@ -184,7 +188,8 @@ TEST_CASE("bulk resolution: a dry run changes nothing, then each rule resolves",
   }
   SECTION("candidate_from_user and server, filtered by field and kind") {
     auto r = f.post("/v1/conflicts/resolve-bulk",
-                    {{"rule", "candidate_from_user"}, {"user", "officer.nobody"},
+                    {{"rule", "candidate_from_user"},
+                     {"user", "officer.nobody"},
                      {"filter", {{"field", "count"}}}},
                     f.admin);
     CHECK(r["matched"] == 2);
@@ -207,29 +212,33 @@ TEST_CASE("bulk resolution: a dry run changes nothing, then each rule resolves",
 TEST_CASE("the KLA report aggregates per kecamatan and regency, within the caller's scopes",
           "[server][admin][report]") {
   Fixture f;
-  f.sync(f.one, "dev-1",
-         json::array({Fixture::kc("dev-1:1", record_id(1),
-                                  {{"code", "a"}, {"period", "2026"}, {"count", 5}, {"flag", true},
-                                   {"also", true}},
-                                  {}, "14.03.02.2001"),
-                      Fixture::kc("dev-1:2", record_id(2),
-                                  {{"code", "b"}, {"period", "2026"}, {"count", 7}, {"flag", false}},
-                                  {}, "14.03.02.2002"),
-                      Fixture::kc("dev-1:3", record_id(4), {{"code", "d"}, {"period", "2026"},
-                                                             {"count", 100}},
-                                  {}, "14.03.02.2003")}));
-  f.sync(f.other, "dev-3",
-         json::array({Fixture::kc("dev-3:1", record_id(3),
-                                  {{"code", "c"}, {"period", "2026"}, {"count", 11}, {"also", true}},
-                                  {}, "14.03.01.2001")}));
+  f.sync(
+      f.one, "dev-1",
+      json::array(
+          {Fixture::kc(
+               "dev-1:1", record_id(1),
+               {{"code", "a"}, {"period", "2026"}, {"count", 5}, {"flag", true}, {"also", true}},
+               {}, "14.03.02.2001"),
+           Fixture::kc("dev-1:2", record_id(2),
+                       {{"code", "b"}, {"period", "2026"}, {"count", 7}, {"flag", false}}, {},
+                       "14.03.02.2002"),
+           Fixture::kc("dev-1:3", record_id(4), {{"code", "d"}, {"period", "2026"}, {"count", 100}},
+                       {}, "14.03.02.2003")}));
+  f.sync(
+      f.other, "dev-3",
+      json::array({Fixture::kc("dev-3:1", record_id(3),
+                               {{"code", "c"}, {"period", "2026"}, {"count", 11}, {"also", true}},
+                               {}, "14.03.01.2001")}));
   // A deleted village does not count; an open conflict on `count` does.
   auto v4 = f.store->record(record_id(4)).value()->row.version;
   f.sync(f.one, "dev-1",
-         json::array({Fixture::kc("dev-1:4", record_id(4), {}, {{"", v4}}, "14.03.02.2003",
-                                  "delete")}));
+         json::array(
+             {Fixture::kc("dev-1:4", record_id(4), {}, {{"", v4}}, "14.03.02.2003", "delete")}));
   auto v1 = f.store->record(record_id(1)).value()->row.fields.at("count").version;
-  f.sync(f.one, "dev-1", json::array({Fixture::kc("dev-1:5", record_id(1), {{"count", 6}}, {{"count", v1}})}));
-  f.sync(f.two, "dev-2", json::array({Fixture::kc("dev-2:1", record_id(1), {{"count", 9}}, {{"count", v1}})}));
+  f.sync(f.one, "dev-1",
+         json::array({Fixture::kc("dev-1:5", record_id(1), {{"count", 6}}, {{"count", v1}})}));
+  f.sync(f.two, "dev-2",
+         json::array({Fixture::kc("dev-2:1", record_id(1), {{"count", 9}}, {{"count", v1}})}));
 
   auto area = [](const json& report, const std::string& code) {
     for (const auto& a : report["areas"])
@@ -254,8 +263,9 @@ TEST_CASE("the KLA report aggregates per kecamatan and regency, within the calle
   const json i2 = indicator(regency, 2);
   CHECK(i2["villages_with_value"] == 3);
   CHECK(i2["fields"][0]["name"] == "flag");
-  CHECK(i2["fields"][0]["value"].get<double>() == Approx(0.5));  // share of yes among 2 villages with a value
-  CHECK(i2["fields"][1]["value"] == 2);            // count of yes
+  CHECK(i2["fields"][0]["value"].get<double>() ==
+        Approx(0.5));                    // share of yes among 2 villages with a value
+  CHECK(i2["fields"][1]["value"] == 2);  // count of yes
   CHECK(indicator(regency, 3)["villages_with_value"] == 0);
   const json bantan = area(rep, "14.03.02");
   CHECK(bantan["level"] == "kecamatan");
@@ -300,8 +310,11 @@ TEST_CASE("CSV export round-trips commas, quotes, newlines and non-ASCII text",
   const std::string tricky = "Désa \"Ngô\", baris 1\r\nbaris 2\n— ✓ 子供";
   f.sync(f.one, "dev-1",
          json::array({Fixture::kc("dev-1:1", record_id(1),
-                                  {{"code", "a,b"}, {"period", "2026"}, {"note", tricky},
-                                   {"tags", json::array({"a", "c"})}, {"flag", false}}),
+                                  {{"code", "a,b"},
+                                   {"period", "2026"},
+                                   {"note", tricky},
+                                   {"tags", json::array({"a", "c"})},
+                                   {"flag", false}}),
                       Fixture::kc("dev-1:2", record_id(2), {{"code", "\"q\""}, {"period", "2026"}},
                                   {}, "14.03.02.2002")}));
   f.sync(f.other, "dev-3",

@@ -322,9 +322,9 @@ class AdminSimulation {
         body = {{"merge_into", live[pick(live.size())]}};
     }
     if (uniform() < 0.3) body["note"] = "checked";
-    auto res = f_.call("POST", "/v1/conflicts/" + std::to_string(c["id"].get<std::int64_t>()) +
-                                   "/resolve",
-                       body.dump(), admin_);
+    auto res =
+        f_.call("POST", "/v1/conflicts/" + std::to_string(c["id"].get<std::int64_t>()) + "/resolve",
+                body.dump(), admin_);
     INFO(c.dump() << " with " << body.dump() << " -> " << res.body);
     // A field conflict on a record deleted since cannot be resolved (409 deleted).
     REQUIRE((res.status == 200 || res.status == 409));
@@ -341,9 +341,10 @@ class AdminSimulation {
 
 }  // namespace
 
-TEST_CASE("property: with admin resolutions interleaved, devices converge and history "
-          "accounts for every change once",
-          "[server][property][admin]") {
+TEST_CASE(
+    "property: with admin resolutions interleaved, devices converge and history "
+    "accounts for every change once",
+    "[server][property][admin]") {
   constexpr std::uint64_t kSeeds = 25;
   constexpr int kSteps = 90;
   std::size_t changes = 0, resolutions = 0;

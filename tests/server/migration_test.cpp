@@ -49,15 +49,27 @@ TEST_CASE("schema 1 to 2: per-field rows become the record's fields column",
     REQUIRE(query_int(db, "PRAGMA user_version") == 1);
     const std::string sql =
         "INSERT INTO records(id, form, form_version, scope, deleted, version, deleted_seq, "
-        "key_text) VALUES('" + a + "', 'kla-desa', 1, '14.03.01.2001', 0, 7, 0, NULL), ('" + b +
+        "key_text) VALUES('" +
+        a + "', 'kla-desa', 1, '14.03.01.2001', 0, 7, 0, NULL), ('" + b +
         "', 'kla-desa', 1, '14.03.01.2002', 1, 9, 9, NULL);"
         "INSERT INTO field_values(record, field, value, version) VALUES"
-        "('" + a + "', 'count', '412', 3),"
-        "('" + a + "', 'note', '\"kata \\\"kutip\\\" dan ü\"', 5),"
-        "('" + a + "', 'flag', 'true', 6),"
-        "('" + a + "', 'empty', 'null', 7),"
-        "('" + a + "', 'ratio', '1.5', 2),"
-        "('" + a + "', 'tags', '[\"a\",\"b\"]', 4);";
+        "('" +
+        a +
+        "', 'count', '412', 3),"
+        "('" +
+        a +
+        "', 'note', '\"kata \\\"kutip\\\" dan ü\"', 5),"
+        "('" +
+        a +
+        "', 'flag', 'true', 6),"
+        "('" +
+        a +
+        "', 'empty', 'null', 7),"
+        "('" +
+        a +
+        "', 'ratio', '1.5', 2),"
+        "('" +
+        a + "', 'tags', '[\"a\",\"b\"]', 4);";
     exec(db, sql.c_str());
     sqlite3_close(db);
   }

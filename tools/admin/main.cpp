@@ -170,7 +170,9 @@ class Session {
   std::unique_ptr<fieldsync::Transport> transport_;
 };
 
-void print(const json& j) { std::cout << j.dump(2) << "\n"; }
+void print(const json& j) {
+  std::cout << j.dump(2) << "\n";
+}
 
 }  // namespace
 
@@ -187,8 +189,9 @@ int main(int argc, char** argv) {
 
   std::function<void(Session&)> action;
 
-  app.add_subcommand("login", "Log in (with --user) and keep the token")
-      ->callback([&] { action = [](Session&) {}; });
+  app.add_subcommand("login", "Log in (with --user) and keep the token")->callback([&] {
+    action = [](Session&) {};
+  });
 
   auto* conflicts = app.add_subcommand("conflicts", "Conflict review");
   conflicts->require_subcommand(1);
@@ -206,14 +209,14 @@ int main(int argc, char** argv) {
     action = [&](Session& s) {
       std::int64_t after = 0;
       for (;;) {
-        json page = s.call("GET", "/v1/conflicts" +
-                                      query({{"status", la.status == "all" ? "" : la.status},
-                                             {"kind", la.kind},
-                                             {"form", la.form},
-                                             {"scope", la.scope},
-                                             {"record", la.record},
-                                             {"after", std::to_string(after)},
-                                             {"limit", "500"}}));
+        json page =
+            s.call("GET", "/v1/conflicts" + query({{"status", la.status == "all" ? "" : la.status},
+                                                   {"kind", la.kind},
+                                                   {"form", la.form},
+                                                   {"scope", la.scope},
+                                                   {"record", la.record},
+                                                   {"after", std::to_string(after)},
+                                                   {"limit", "500"}}));
         for (const auto& c : page.at("conflicts")) {
           std::cout << c.dump() << "\n";
           after = c.at("id").get<std::int64_t>();
@@ -235,8 +238,9 @@ int main(int argc, char** argv) {
     int candidate = -1;
   } ra;
   auto* resolve = conflicts->add_subcommand(
-      "resolve", "Resolve one conflict: --keep server|candidate|deleted|record|both, --value JSON, "
-                 "or --merge-into RECORD");
+      "resolve",
+      "Resolve one conflict: --keep server|candidate|deleted|record|both, --value JSON, "
+      "or --merge-into RECORD");
   resolve->add_option("ID", conflict_id)->required();
   resolve->add_option("--keep", ra.keep);
   resolve->add_option("--candidate", ra.candidate, "0-based candidate index");
@@ -292,7 +296,9 @@ int main(int argc, char** argv) {
   auto* history = app.add_subcommand("history", "Every entry, conflict and rejection of a record");
   history->add_option("RECORD", record)->required();
   history->callback([&] {
-    action = [&](Session& s) { print(s.call("GET", "/v1/records/" + encode(record) + "/history")); };
+    action = [&](Session& s) {
+      print(s.call("GET", "/v1/records/" + encode(record) + "/history"));
+    };
   });
 
   // `devices` alone lists; `devices revoke|reinstate ID` act on one device.
@@ -383,9 +389,9 @@ int main(int argc, char** argv) {
   exp->add_option("--scope", export_scope);
   exp->callback([&] {
     action = [&](Session& s) {
-      std::cout << s.raw("GET", "/v1/export" + query({{"form", export_form},
-                                                     {"scope", export_scope},
-                                                     {"format", "csv"}}));
+      std::cout << s.raw(
+          "GET", "/v1/export" +
+                     query({{"form", export_form}, {"scope", export_scope}, {"format", "csv"}}));
     };
   });
 

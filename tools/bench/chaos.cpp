@@ -503,7 +503,8 @@ class Run {
         const int in_log = origins.count(id) ? origins[id] : 0;
         const int in_quarantine = quarantined.count(id) ? quarantined[id] : 0;
         const int outcomes = in_log + in_quarantine;
-        if (outcomes == 0 && rejected_here.count(id) == 0 && withdrawn(d, record, origins_by_record)) {
+        if (outcomes == 0 && rejected_here.count(id) == 0 &&
+            withdrawn(d, record, origins_by_record)) {
           // docs/storage.md: deleting a record the server never saw (no change of
           // it ever sent) drops its pending changes on the phone. Counted apart.
           ++report_.withdrawn;

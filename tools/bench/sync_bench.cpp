@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <csignal>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -55,8 +55,8 @@ std::string slurp(const fs::path& path) {
 
 // Starts argv (no shell) with stdin from `in_file` (or /dev/null) and stdout and
 // stderr into files; returns the pid.
-pid_t spawn(const std::vector<std::string>& args, const std::string& in_file,
-            const fs::path& out, const fs::path& err) {
+pid_t spawn(const std::vector<std::string>& args, const std::string& in_file, const fs::path& out,
+            const fs::path& err) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, in_file.empty() ? "/dev/null" : in_file.c_str(),
@@ -121,8 +121,8 @@ class Server {
 
   void serve() {
     fs::path out = dir_ / "serve.out";
-    pid_ = spawn({bin_, "serve", "--db", (dir_ / "server.db").string(), "--listen",
-                  "127.0.0.1:0", "--quiet"},
+    pid_ = spawn({bin_, "serve", "--db", (dir_ / "server.db").string(), "--listen", "127.0.0.1:0",
+                  "--quiet"},
                  {}, out, dir_ / "serve.err");
     const std::string marker = "listening on ";
     for (auto t0 = Clock::now(); seconds_since(t0) < 30;) {
@@ -222,7 +222,8 @@ std::string default_server_bin() {
   std::error_code ec;
   fs::path self = fs::canonical("/proc/self/exe", ec);
   // <build>/tools/bench/fieldsync-bench -> <build>/server/fieldsync-server
-  if (!ec) return (self.parent_path().parent_path().parent_path() / "server/fieldsync-server").string();
+  if (!ec)
+    return (self.parent_path().parent_path().parent_path() / "server/fieldsync-server").string();
   return "fieldsync-server";
 }
 
@@ -254,9 +255,8 @@ Concurrent run_concurrent(Server& server, const fs::path& dir, const Form& form,
     std::string scope = concurrent_scope(i);
     server.cli({"user", "add", user, "--role", "officer", "--scope", scope, "--password-stdin"},
                std::string(kPassword) + "\n");
-    devices.push_back(
-        open_device(dir / ("dev-" + std::to_string(i) + ".db"), form, server.url(), user,
-                    kPassword));
+    devices.push_back(open_device(dir / ("dev-" + std::to_string(i) + ".db"), form, server.url(),
+                                  user, kPassword));
     auto records = base;
     for (std::size_t j = 0; j < records.size(); ++j) {
       char code[32];
@@ -325,8 +325,7 @@ void run_sync(const SyncArgs& a) {
 
   Server server(bin, dir);
   server.cli({"init"});
-  server.cli({"user", "add", kOfficer, "--role", "officer", "--scope", "14.03",
-              "--password-stdin"},
+  server.cli({"user", "add", kOfficer, "--role", "officer", "--scope", "14.03", "--password-stdin"},
              std::string(kPassword) + "\n");
   server.cli({"user", "add", "bench-admin", "--role", "admin", "--password-stdin"},
              std::string(kPassword) + "\n");
@@ -399,15 +398,15 @@ void run_sync(const SyncArgs& a) {
   }
   double incr_s = timed_sync(first, changed);
   double incremental_ratio = incr_s / push_s;
-  std::cout << "  incremental (" << changed << " changed):        " << incr_s << " s = "
-            << incremental_ratio * 100 << "% of the full push (target <= 3%)\n";
+  std::cout << "  incremental (" << changed << " changed):        " << incr_s
+            << " s = " << incremental_ratio * 100 << "% of the full push (target <= 3%)\n";
 
   // Phase 4: concurrent devices.
   auto c = run_concurrent(server, dir, form, a);
   std::cout << "  concurrent (" << a.devices << " x " << a.per_device
-            << "):           " << static_cast<std::int64_t>(c.rate) << " changes/s in "
-            << c.seconds << " s, request latency p50 " << c.p50_ms << " ms, p99 " << c.p99_ms
-            << " ms; " << c.requests << " requests, " << c.retries
+            << "):           " << static_cast<std::int64_t>(c.rate) << " changes/s in " << c.seconds
+            << " s, request latency p50 " << c.p50_ms << " ms, p99 " << c.p99_ms << " ms; "
+            << c.requests << " requests, " << c.retries
             << " of them retries (attempt timeout 30 s)\n";
 
   double server_rss = server.peak_rss_mb();
