@@ -590,7 +590,7 @@ const std::string kDeviceColumns =
     "clock_offset_ms, oldest_late_change_ms";
 
 // ---- device revocation (issue #5) ------------------------------------------
-// Self-contained: the device_revocations table of migration 2 and the tokens'
+// Self-contained: the device_revocations table of migration 3 and the tokens'
 // device_id column; used by both the write transaction and the read side.
 
 DeviceRevocation read_device_revocation(const Stmt& q) {

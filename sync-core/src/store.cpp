@@ -1194,18 +1194,17 @@ Result<std::vector<Change>> Store::next_batch(std::int64_t max,
   return guarded([&]() -> Result<std::vector<Change>> {
     if (max < 1) fail(Errc::invalid_argument, "a batch holds at least one change");
     std::int64_t after = 0;
-    std::set<std::string> in_flight_records;
+    std::set<std::string> records;  // of the batch so far, the in-flight one's included
     for (const auto& c : in_flight) {
       auto id = ChangeId::parse(c.id);
       if (!id || id->device_id != impl_->device_id)
         fail(Errc::invalid_argument, "change " + c.id + " is not one of this device's");
       after = std::max(after, id->counter);
-      in_flight_records.insert(c.record);
+      records.insert(c.record);
     }
     return impl_->write([&] {
       std::vector<OutboxEntry> batch;
       {
-        std::set<std::string> records = in_flight_records;  // afresh if the write is retried
         auto q = impl_->db->query(
             "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
             "attempted, created_at FROM outbox WHERE counter > ?2 ORDER BY counter LIMIT ?1");
@@ -1264,7 +1263,6 @@ Result<void> Store::apply_sync(const std::vector<Change>& sent, const SyncRespon
       ~Forget() { records.clear(); }
     } forget{impl_->applied_records};
     impl_->write([&] {
-      impl_->applied_records.clear();  // a retried transaction starts afresh
       for (const auto& r : response.results) impl_->apply_result(r);
       for (const LogEntry* e : entries) impl_->apply_entry(*e);
       std::int64_t old = impl_->meta_int("cursor");

@@ -301,27 +301,28 @@ int main(int argc, char** argv) {
     };
   });
 
+  // `<parent> <verb> ARG`: POST <prefix><ARG>/<verb> and print the answer.
+  auto add_post = [&action](CLI::App* parent, const std::string& verb, const std::string& help,
+                            const std::string& arg, std::string& value, const std::string& prefix) {
+    auto* sub = parent->add_subcommand(verb, help);
+    sub->add_option(arg, value)->required();
+    sub->callback([&action, &value, verb, prefix] {
+      action = [&value, verb, prefix](Session& s) {
+        print(s.call("POST", prefix + encode(value) + "/" + verb));
+      };
+    });
+  };
+
   // `devices` alone lists; `devices revoke|reinstate ID` act on one device.
   auto* devices = app.add_subcommand(
       "devices", "Sync health and revocation state of every device (or revoke/reinstate one)");
   std::string device_id;
-  auto* device_revoke = devices->add_subcommand(
-      "revoke",
-      "Revoke a device: its tokens end, its logins and syncs are refused until reinstated");
-  device_revoke->add_option("DEVICE_ID", device_id)->required();
-  device_revoke->callback([&] {
-    action = [&](Session& s) {
-      print(s.call("POST", "/v1/devices/" + encode(device_id) + "/revoke"));
-    };
-  });
-  auto* device_reinstate = devices->add_subcommand(
-      "reinstate", "Lift a device's revocation (it logs in again; old tokens stay ended)");
-  device_reinstate->add_option("DEVICE_ID", device_id)->required();
-  device_reinstate->callback([&] {
-    action = [&](Session& s) {
-      print(s.call("POST", "/v1/devices/" + encode(device_id) + "/reinstate"));
-    };
-  });
+  add_post(devices, "revoke",
+           "Revoke a device: its tokens end, its logins and syncs are refused until reinstated",
+           "DEVICE_ID", device_id, "/v1/devices/");
+  add_post(devices, "reinstate",
+           "Lift a device's revocation (it logs in again; old tokens stay ended)", "DEVICE_ID",
+           device_id, "/v1/devices/");
   devices->callback([&] {
     if (action) return;  // a subcommand chose it
     action = [](Session& s) {
@@ -344,22 +345,11 @@ int main(int argc, char** argv) {
   auto* users = app.add_subcommand("user", "Revoke or reinstate a user");
   users->require_subcommand(1);
   std::string user_name;
-  auto* user_revoke = users->add_subcommand(
-      "revoke", "Disable a user and end all its tokens at once (until reinstated)");
-  user_revoke->add_option("NAME", user_name)->required();
-  user_revoke->callback([&] {
-    action = [&](Session& s) {
-      print(s.call("POST", "/v1/users/" + encode(user_name) + "/revoke"));
-    };
-  });
-  auto* user_reinstate = users->add_subcommand(
-      "reinstate", "Enable a revoked user again (it logs in anew; old tokens stay ended)");
-  user_reinstate->add_option("NAME", user_name)->required();
-  user_reinstate->callback([&] {
-    action = [&](Session& s) {
-      print(s.call("POST", "/v1/users/" + encode(user_name) + "/reinstate"));
-    };
-  });
+  add_post(users, "revoke", "Disable a user and end all its tokens at once (until reinstated)",
+           "NAME", user_name, "/v1/users/");
+  add_post(users, "reinstate",
+           "Enable a revoked user again (it logs in anew; old tokens stay ended)", "NAME",
+           user_name, "/v1/users/");
 
   struct ReportArgs {
     std::string scope, form;
