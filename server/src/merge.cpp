@@ -5,6 +5,7 @@
 #include "merge.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include "crypto.hpp"
 #include "fieldsync/hlc.hpp"
@@ -29,6 +30,39 @@ RejectReason reason(std::string code, std::string message, std::string field = {
 }
 
 }  // namespace
+
+std::string received_hash(const json& raw) {
+  return to_hex(sha256(raw.dump()));
+}
+
+std::string change_hash(json& raw) {
+  if (!raw.is_object()) return received_hash(raw);
+  auto base = raw.find("base");
+  const bool had_base = base != raw.end();
+  if (had_base && !base->is_null() && !base->is_object()) return received_hash(raw);
+  // The zero entries to add, if any.
+  std::vector<std::string> missing;
+  auto lacks = [&](const std::string& key) {
+    return !had_base || base->is_null() || !base->contains(key);
+  };
+  if (lacks("")) missing.emplace_back();
+  if (auto fields = raw.find("fields"); fields != raw.end() && fields->is_object())
+    for (const auto& [name, value] : fields->items())
+      if (lacks(name)) missing.push_back(name);
+  if (missing.empty()) return received_hash(raw);
+
+  // The text with the zeros written out; then `raw` gets its own base back.
+  json original = had_base ? std::move(*base) : json();
+  json expanded = original.is_object() ? original : json::object();
+  for (const auto& key : missing) expanded[key] = 0;
+  raw["base"] = std::move(expanded);
+  std::string hash = received_hash(raw);
+  if (had_base)
+    raw["base"] = std::move(original);
+  else
+    raw.erase("base");
+  return hash;
+}
 
 std::string record_key_text(const Form& form, const std::map<std::string, FieldRow>& fields) {
   if (form.key.empty()) return {};
@@ -78,11 +112,11 @@ std::shared_ptr<const Form> Merger::form(const std::string& id,
   return shared;
 }
 
-ChangeResult Merger::apply(const json& raw) {
+ChangeResult Merger::apply(const json& raw, const std::string& hash) {
   const std::string id = raw.at("id").get<std::string>();
-  const std::string hash = to_hex(sha256(raw.dump()));
   auto prior = txn_.processed(id);
-  if (prior && prior->content_hash == hash) {
+  // A hash stored before change_hash() is of the text as it was received then.
+  if (prior && (prior->content_hash == hash || prior->content_hash == received_hash(raw))) {
     auto first = ChangeResult::from_json(prior->result);
     if (!first)
       throw StoreFailure{Error(Errc::corrupt, "the stored result of " + id + " cannot be read")};

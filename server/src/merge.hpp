@@ -20,6 +20,18 @@ namespace fieldsync::server {
 // when the form has no key or a key field is null or missing.
 std::string record_key_text(const Form& form, const std::map<std::string, FieldRow>& fields);
 
+// The replay identity of a change (protocol.md: "a change id seen before with the
+// same content"): SHA-256, in hex, of its canonical text with every zero base
+// written out, one per field of `fields` plus "". A base of 0 and an absent one
+// mean the same, so a resend that spells its zero bases otherwise (an app that
+// leaves them out, or an older one that wrote them all) is the same change. `raw`
+// is left as it was.
+std::string change_hash(json& raw);
+
+// The identity kept by servers before change_hash: the hash of the text as
+// received. Stored hashes of that time are still honoured for replays.
+std::string received_hash(const json& raw);
+
 struct MergeContext {
   Caller caller;
   std::string device_id;  // the request's device_id
@@ -45,9 +57,10 @@ class Merger {
   Merger(WriteTxn& txn, MergeContext context);
 
   // Processes one change as received (any JSON object with a string "id": the
-  // request-level shape is checked before). Returns its result; throws
+  // request-level shape is checked before), whose change_hash() is `hash`
+  // (computed by the caller, off the writer thread). Returns its result; throws
   // StoreFailure when the store fails (the caller's job is then rolled back).
-  ChangeResult apply(const json& raw_change);
+  ChangeResult apply(const json& raw_change, const std::string& hash);
 
   const MergeStats& stats() const { return stats_; }
 

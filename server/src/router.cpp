@@ -507,6 +507,10 @@ Response Router::sync(const Request& req, const Caller& caller) {
 
   SyncResponse answer;
   if (!sr.raw_changes.empty()) {
+    // Each change's replay identity, computed here so the writer does not have to.
+    std::vector<std::string> hashes;
+    hashes.reserve(sr.raw_changes.size());
+    for (auto& raw : sr.raw_changes) hashes.push_back(change_hash(raw));
     MergeStats stats;
     bool revoked_meanwhile = false;
     auto r = writer_.run([&](WriteTxn& txn) -> Result<void> {
@@ -516,7 +520,8 @@ Response Router::sync(const Request& req, const Caller& caller) {
       revoked_meanwhile = txn.device_revocation(sr.device_id).has_value();
       if (revoked_meanwhile) return {};
       Merger merger(txn, MergeContext{caller, sr.device_id, now});
-      for (const auto& raw : sr.raw_changes) answer.results.push_back(merger.apply(raw));
+      for (std::size_t i = 0; i < sr.raw_changes.size(); ++i)
+        answer.results.push_back(merger.apply(sr.raw_changes[i], hashes[i]));
       stats = merger.stats();
       DeviceUpdate d = device;
       d.last_error = stats.last_error;

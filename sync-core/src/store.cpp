@@ -142,10 +142,11 @@ std::string lower(std::string s) {
   return s;
 }
 
-// Base versions are stored without their zero entries (protocol.md: "0 or absent:
-// never seen"), which keeps a new record's change small. expand_base() gives back
-// one entry per field plus "", so the change sent is explicit and the same on every
-// resend.
+// Base versions are stored and sent without their zero entries (protocol.md: "0
+// or absent: never seen"), which keeps a new record's change small: about half of
+// its text was zeros. Only base[""] is always there, since a delete must carry it.
+// The server's replay identity reads a zero and an absent base alike, so a change
+// first sent by an app that wrote every zero is still the same change resent.
 std::string compact_base(const VersionMap& base) {
   json j = json::object();
   for (const auto& [k, v] : base)
@@ -153,10 +154,9 @@ std::string compact_base(const VersionMap& base) {
   return j.dump();
 }
 
-VersionMap expand_base(const json& stored, const json& fields) {
+VersionMap read_base(const json& stored) {
   VersionMap base;
   for (const auto& [k, v] : stored.items()) base[k] = v.get<std::int64_t>();
-  for (const auto& [k, v] : fields.items()) base.try_emplace(k, 0);
   base.try_emplace("", 0);
   return base;
 }
@@ -211,7 +211,7 @@ OutboxEntry read_outbox(const Query& q) {
   if (!q.is_null(5)) c.form_version = q.int64(5);
   c.scope = q.text(6);
   c.fields = parse_stored(q.text_view(7), "change fields");
-  c.base = expand_base(parse_stored(q.text_view(8), "change base"), c.fields);
+  c.base = read_base(parse_stored(q.text_view(8), "change base"));
   c.hlc = q.text(9);
   e.attempted = q.int64(10) != 0;
   e.created_at = q.text(11);

@@ -1,7 +1,10 @@
 // POST /v1/sync: the merge rule, replays, conflicts, deletes, duplicates,
 // rejections in order, scopes, and pull paging (protocol.md "Sync").
+#include <sqlite3.h>
+
 #include <catch2/catch.hpp>
 
+#include "merge.hpp"
 #include "server_fixture.hpp"
 
 using namespace fieldsync;
@@ -138,6 +141,78 @@ TEST_CASE("a change id seen before with other content is rejected id_reused", "[
   auto missing = f.store->record(record_id(2));
   REQUIRE(missing.ok());
   CHECK(!missing->has_value());
+}
+
+TEST_CASE("a resend that spells its zero bases otherwise is the same change, replayed",
+          "[server][sync]") {
+  SyncFixture f;
+  const json fields = {{"code", "x"}, {"period", "2026"}};
+  json compact = change("dev-a:1", record_id(1), fields, {{"", 0}});
+  auto first = f.sync(f.bantan, "dev-a", json::array({compact}));
+  REQUIRE(first["results"][0]["status"] == "applied");
+  const auto before = f.stats();
+
+  json expected = first["results"][0];
+  expected["replayed"] = true;
+  auto resend = [&](json base) {
+    json c = compact;
+    if (base.is_discarded())
+      c.erase("base");
+    else
+      c["base"] = std::move(base);
+    return f.sync(f.bantan, "dev-a", json::array({c}))["results"][0];
+  };
+  CHECK(resend({{"", 0}, {"code", 0}, {"period", 0}}) == expected);  // every zero written
+  CHECK(resend({{"code", 0}}) == expected);                          // some
+  CHECK(resend(json::object()) == expected);                         // none
+  CHECK(resend(nullptr) == expected);
+  CHECK(resend(json(json::value_t::discarded)) == expected);  // no base member at all
+  CHECK(f.stats().log_entries == before.log_entries);
+
+  // A base that is not zero is other content.
+  auto other = resend({{"", 0}, {"code", 3}});
+  CHECK(other["status"] == "rejected");
+  CHECK(other["error"]["code"] == "id_reused");
+  CHECK(f.stats().log_entries == before.log_entries);
+}
+
+TEST_CASE("a change_hash leaves the change as it was", "[server][sync]") {
+  json c = change("dev-a:1", record_id(1), {{"code", "x"}}, {{"code", 0}});
+  const json copy = c;
+  const auto h = change_hash(c);
+  CHECK(c == copy);
+  json without = copy;
+  without.erase("base");
+  CHECK(change_hash(without) == h);
+  CHECK(!without.contains("base"));
+  json spelled = copy;
+  spelled["base"] = {{"", 0}, {"code", 0}};
+  CHECK(change_hash(spelled) == h);
+  CHECK(received_hash(spelled) == h);  // the form the device core sent before
+  CHECK(received_hash(copy) != h);
+}
+
+TEST_CASE("a replay identity stored by an earlier server, of the text as received, still counts",
+          "[server][sync]") {
+  SyncFixture f;
+  json c = change("dev-a:1", record_id(1), {{"code", "x"}, {"period", "2026"}}, {{"", 0}});
+  auto first = f.sync(f.bantan, "dev-a", json::array({c}));
+  // Earlier servers stored the hash of the change's text as received.
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(f.db_path.c_str(), &db) == SQLITE_OK);
+    const std::string sql = "UPDATE processed SET content_hash = '" + received_hash(c) +
+                            "' WHERE change_id = 'dev-a:1'";
+    CHECK(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    CHECK(sqlite3_changes(db) == 1);
+    sqlite3_close(db);
+  }
+  const auto before = f.stats();
+  auto again = f.sync(f.bantan, "dev-a", json::array({c}))["results"][0];
+  json expected = first["results"][0];
+  expected["replayed"] = true;
+  CHECK(again == expected);
+  CHECK(f.stats().log_entries == before.log_entries);
 }
 
 TEST_CASE("field versions: set, equal value, conflict, and merge of different fields",
