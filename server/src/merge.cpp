@@ -29,6 +29,27 @@ RejectReason reason(std::string code, std::string message, std::string field = {
   return RejectReason{std::move(code), std::move(message), std::move(field)};
 }
 
+// A result as the processed table keeps it: the versions equal to its seq are
+// left out (most of them, for a new record), and expand_versions() puts them back.
+json stored_result(ChangeResult r) {
+  r.compact_versions();
+  return r.to_json();
+}
+
+// The full versions of a stored result: every field of the change (or "" for a
+// delete) that the stored versions do not name has the result's seq. Rows stored
+// whole (before session 4) name them all already.
+void expand_versions(ChangeResult& r, const json& raw) {
+  if (r.status == "rejected") return;
+  const std::string* op = string_member(raw, "op");
+  if (op && *op == "delete") {
+    r.versions.try_emplace("", r.seq);
+    return;
+  }
+  if (auto fields = raw.find("fields"); fields != raw.end() && fields->is_object())
+    for (const auto& [name, value] : fields->items()) r.versions.try_emplace(name, r.seq);
+}
+
 }  // namespace
 
 std::string received_hash(const json& raw) {
@@ -121,6 +142,7 @@ ChangeResult Merger::apply(const json& raw, const std::string& hash) {
     if (!first)
       throw StoreFailure{Error(Errc::corrupt, "the stored result of " + id + " cannot be read")};
     ChangeResult r = std::move(first).value();
+    expand_versions(r, raw);
     r.replayed = true;
     ++stats_.replayed;
     return r;
@@ -138,7 +160,7 @@ ChangeResult Merger::apply(const json& raw, const std::string& hash) {
   if (rejection) return reject(raw, id, std::move(*rejection), !prior, hash);
 
   ChangeResult result = execute(plan);
-  txn_.insert_processed(ProcessedRow{id, hash, result.to_json()});
+  txn_.insert_processed(ProcessedRow{id, hash, stored_result(result)});
   if (result.status == "applied") {
     ++stats_.applied;
   } else {

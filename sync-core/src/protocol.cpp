@@ -144,6 +144,10 @@ json ConflictRef::to_json() const {
   return j;
 }
 
+void ChangeResult::compact_versions() {
+  std::erase_if(versions, [this](const auto& v) { return v.second == seq; });
+}
+
 json ChangeResult::to_json() const {
   json j = {{"id", id}, {"status", status}};
   if (status == "rejected") {
@@ -221,12 +225,13 @@ Result<LogEntry> LogEntry::from_json(const json& j) {
 }
 
 json SyncRequest::encode(const std::string& device_id, const std::vector<Change>& changes,
-                         std::int64_t since, std::int64_t limit, bool echo) {
+                         std::int64_t since, std::int64_t limit, bool echo, bool compact_versions) {
   json cs = json::array();
   for (const auto& c : changes) cs.push_back(c.to_json());
   json body = {
       {"device_id", device_id}, {"changes", std::move(cs)}, {"since", since}, {"limit", limit}};
   if (!echo) body["echo"] = false;  // omitted when true: what servers before addition D expect
+  if (compact_versions) body["compact_versions"] = true;  // likewise, addition E
   return body;
 }
 
@@ -261,6 +266,10 @@ Result<SyncRequest> decode_sync_request_shape(json&& body) {
   if (auto it = body.find("echo"); it != body.end() && !it->is_null()) {
     if (!it->is_boolean()) return bad("echo must be true or false");
     r.echo = it->get<bool>();
+  }
+  if (auto it = body.find("compact_versions"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) return bad("compact_versions must be true or false");
+    r.compact_versions = it->get<bool>();
   }
   return r;
 }

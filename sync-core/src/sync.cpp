@@ -295,8 +295,11 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
                    {"User-Agent", options.user_agent}};
     // "echo": false (addition D): the entries of this batch's changes are not sent
     // back; their results say what they did. Servers before addition D ignore it.
-    req.body =
-        SyncRequest::encode(device_id, batch, since, options.pull_limit, /*echo=*/false).dump();
+    // "compact_versions": true (addition E): a result leaves out the versions equal
+    // to its seq, which is how apply_sync reads an absent one.
+    req.body = SyncRequest::encode(device_id, batch, since, options.pull_limit, /*echo=*/false,
+                                   /*compact_versions=*/true)
+                   .dump();
     auto ex = exchange(transport, req, options, backoff, progress);
     // The store is consistent again (and free) once the previous answer is in.
     if (auto r = finish_apply(); !r) return r.error();

@@ -108,6 +108,28 @@ TEST_CASE("applied: the change leaves the outbox and its values become synced", 
   }
 }
 
+TEST_CASE("a result that leaves out versions equal to its seq is read as seq (addition E)",
+          "[core][apply]") {
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"count", 1}, {"ok", true}, {"note", "n"}})).ok());
+  auto c = t.push_one();
+  // count was equal already (version 10); ok and note are left out: they are 12.
+  REQUIRE(t.s->apply_sync({c}, response({result(c, "applied", 12, {{"count", 10}})})).ok());
+  auto r = t.s->get(t.id);
+  CHECK(r->fields.at("count").version == 10);
+  CHECK(r->fields.at("ok").version == 12);
+  CHECK(r->fields.at("note").version == 12);
+  CHECK(r->version == 12);
+
+  REQUIRE(t.s->put(edit(t.id, {{"ok", false}})).ok());
+  auto next = t.push_one();
+  CHECK(next.base == VersionMap{{"", 12}, {"ok", 12}});
+  auto none = result(next, "applied", 13);
+  none.versions.clear();  // "versions": {}
+  REQUIRE(t.s->apply_sync({next}, response({none})).ok());
+  CHECK(t.s->get(t.id)->fields.at("ok").version == 13);
+}
+
 TEST_CASE("applied: a later pending edit stays visible and is rebased", "[core][apply][rebase]") {
   Synced t;
   REQUIRE(t.s->put(edit(t.id, {{"count", 2}, {"note", "a"}})).ok());

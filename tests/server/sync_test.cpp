@@ -176,6 +176,54 @@ TEST_CASE("a resend that spells its zero bases otherwise is the same change, rep
   CHECK(f.stats().log_entries == before.log_entries);
 }
 
+TEST_CASE("compact_versions leaves out the versions equal to seq, replays included (addition E)",
+          "[server][sync]") {
+  SyncFixture f;
+  auto created = f.create(1, {{"count", 5}});
+  const auto seq1 = seq_of(created);
+  // count is equal already (its version stays seq1); note is set (the new seq).
+  json edit = change("dev-a:2", record_id(1), {{"count", 5}, {"note", "n"}}, {{"", seq1}});
+  auto send = [&](json compact) {
+    json body = {{"device_id", "dev-a"}, {"changes", json::array({edit})}, {"since", 0}};
+    if (!compact.is_discarded()) body["compact_versions"] = std::move(compact);
+    return f.call("POST", "/v1/sync", body.dump(), f.bantan);
+  };
+  auto first = send(true);
+  REQUIRE(first.status == 200);
+  auto r = json::parse(first.body)["results"][0];
+  CHECK(r["status"] == "applied");
+  const auto seq2 = seq_of(r);
+  CHECK(seq2 > seq1);
+  CHECK(r["versions"] == json{{"count", seq1}});
+
+  // Without it the answer names every field, replays too (the processed row
+  // keeps the short form; the rest is put back).
+  auto full = json::parse(send(json(json::value_t::discarded)).body)["results"][0];
+  CHECK(full["replayed"] == true);
+  CHECK(full["versions"] == json{{"count", seq1}, {"note", seq2}});
+  CHECK(json::parse(send(false).body)["results"][0]["versions"] == full["versions"]);
+  auto again = json::parse(send(true).body)["results"][0];
+  CHECK(again["replayed"] == true);
+  CHECK(again["versions"] == json{{"count", seq1}});
+
+  // A delete applied: its only version, "", is its seq.
+  json del = change("dev-a:3", record_id(1), {}, {{"", seq2}}, "14.03.02.2001", "delete");
+  json body = {{"device_id", "dev-a"}, {"changes", json::array({del})}, {"compact_versions", true}};
+  auto d = json::parse(f.call("POST", "/v1/sync", body.dump(), f.bantan).body)["results"][0];
+  CHECK(d["status"] == "applied");
+  CHECK(d["versions"] == json::object());
+  body.erase("compact_versions");
+  auto d_full = json::parse(f.call("POST", "/v1/sync", body.dump(), f.bantan).body)["results"][0];
+  CHECK(d_full["versions"] == json{{"", seq_of(d)}});
+
+  for (const json& bad : {json(1), json("yes"), json::array()}) {
+    json b = {{"device_id", "dev-a"}, {"changes", json::array()}, {"compact_versions", bad}};
+    auto res = f.call("POST", "/v1/sync", b.dump(), f.bantan);
+    CHECK(res.status == 400);
+    CHECK(json::parse(res.body)["error"]["message"] == "compact_versions must be true or false");
+  }
+}
+
 TEST_CASE("a change_hash leaves the change as it was", "[server][sync]") {
   json c = change("dev-a:1", record_id(1), {{"code", "x"}}, {{"code", 0}});
   const json copy = c;

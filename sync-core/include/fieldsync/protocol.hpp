@@ -77,6 +77,10 @@ struct ChangeResult {
   bool replayed = false;
   std::optional<RejectReason> error;  // when rejected
 
+  // Addition E: leaves out the versions equal to seq (a reader takes an absent
+  // field's version to be seq).
+  void compact_versions();
+
   json to_json() const;
   static Result<ChangeResult> from_json(const json& j);
   bool operator==(const ChangeResult&) const = default;
@@ -110,10 +114,14 @@ struct SyncRequest {
   // Addition D: false leaves the log entries that this request's own changes
   // produced out of the pull (the device has them from its results).
   bool echo = true;
+  // Addition E: true leaves out of each result's versions the fields whose
+  // version is the result's seq.
+  bool compact_versions = false;
 
   // For clients: builds the request body from decoded changes.
   static json encode(const std::string& device_id, const std::vector<Change>& changes,
-                     std::int64_t since, std::int64_t limit, bool echo = true);
+                     std::int64_t since, std::int64_t limit, bool echo = true,
+                     bool compact_versions = false);
 };
 
 // Request-level checks of protocol.md (400 bad_request on failure): body an
