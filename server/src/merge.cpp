@@ -5,7 +5,6 @@
 #include "merge.hpp"
 
 #include <algorithm>
-#include <vector>
 
 #include "crypto.hpp"
 #include "fieldsync/hlc.hpp"
@@ -56,33 +55,65 @@ std::string received_hash(const json& raw) {
   return to_hex(sha256(raw.dump()));
 }
 
-std::string change_hash(json& raw) {
+namespace {
+
+bool is_zero(const json& v) {
+  return v.is_number_integer() && !v.is_number_float() && v.get<std::int64_t>() == 0;
+}
+
+// The hash of `raw` with its base written as `zeros` says; `raw` is left as it
+// was. A base that is neither an object nor null is hashed as received.
+enum class Zeros { dropped, written };  // written: one per field of `fields`, plus ""
+std::string hash_with_base(json& raw, Zeros zeros) {
   if (!raw.is_object()) return received_hash(raw);
   auto base = raw.find("base");
   const bool had_base = base != raw.end();
   if (had_base && !base->is_null() && !base->is_object()) return received_hash(raw);
-  // The zero entries to add, if any.
-  std::vector<std::string> missing;
-  auto lacks = [&](const std::string& key) {
-    return !had_base || base->is_null() || !base->contains(key);
-  };
-  if (lacks("")) missing.emplace_back();
-  if (auto fields = raw.find("fields"); fields != raw.end() && fields->is_object())
-    for (const auto& [name, value] : fields->items())
-      if (lacks(name)) missing.push_back(name);
-  if (missing.empty()) return received_hash(raw);
+  const json empty = json::object();
+  const json& given = had_base && base->is_object() ? *base : empty;
+  const json* fields = nullptr;
+  if (auto f = raw.find("fields"); f != raw.end() && f->is_object()) fields = &*f;
 
-  // The text with the zeros written out; then `raw` gets its own base back.
+  // Is the base already written that way? (The device core's way, for dropped.)
+  bool as_wanted = had_base && base->is_object() && given.contains("");
+  if (zeros == Zeros::dropped) {
+    for (const auto& [k, v] : given.items())
+      if (!k.empty() && is_zero(v)) as_wanted = false;
+  } else if (fields) {
+    for (const auto& [k, v] : fields->items())
+      if (!given.contains(k)) as_wanted = false;
+  }
+  if (as_wanted) return received_hash(raw);
+
+  json rewritten = json::object();
+  for (const auto& [k, v] : given.items())
+    if (zeros == Zeros::written || k.empty() || !is_zero(v)) rewritten[k] = v;
+  rewritten.emplace("", 0);
+  if (zeros == Zeros::written && fields)
+    for (const auto& [k, v] : fields->items()) rewritten.emplace(k, 0);
   json original = had_base ? std::move(*base) : json();
-  json expanded = original.is_object() ? original : json::object();
-  for (const auto& key : missing) expanded[key] = 0;
-  raw["base"] = std::move(expanded);
+  raw["base"] = std::move(rewritten);
   std::string hash = received_hash(raw);
   if (had_base)
     raw["base"] = std::move(original);
   else
     raw.erase("base");
   return hash;
+}
+
+}  // namespace
+
+std::string change_hash(json& raw) {
+  return hash_with_base(raw, Zeros::dropped);
+}
+
+bool same_content(const std::string& stored, const json& raw, const std::string& hash) {
+  if (stored == hash) return true;
+  // Hashes stored before change_hash(): of the text as received, which for the
+  // device core then meant every zero base written out.
+  if (stored == received_hash(raw)) return true;
+  json copy = raw;
+  return stored == hash_with_base(copy, Zeros::written);
 }
 
 std::string record_key_text(const Form& form, const std::map<std::string, FieldRow>& fields) {
@@ -136,8 +167,7 @@ std::shared_ptr<const Form> Merger::form(const std::string& id,
 ChangeResult Merger::apply(const json& raw, const std::string& hash) {
   const std::string id = raw.at("id").get<std::string>();
   auto prior = txn_.processed(id);
-  // A hash stored before change_hash() is of the text as it was received then.
-  if (prior && (prior->content_hash == hash || prior->content_hash == received_hash(raw))) {
+  if (prior && same_content(prior->content_hash, raw, hash)) {
     auto first = ChangeResult::from_json(prior->result);
     if (!first)
       throw StoreFailure{Error(Errc::corrupt, "the stored result of " + id + " cannot be read")};

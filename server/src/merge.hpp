@@ -21,16 +21,22 @@ namespace fieldsync::server {
 std::string record_key_text(const Form& form, const std::map<std::string, FieldRow>& fields);
 
 // The replay identity of a change (protocol.md: "a change id seen before with the
-// same content"): SHA-256, in hex, of its canonical text with every zero base
-// written out, one per field of `fields` plus "". A base of 0 and an absent one
-// mean the same, so a resend that spells its zero bases otherwise (an app that
-// leaves them out, or an older one that wrote them all) is the same change. `raw`
-// is left as it was.
+// same content"): SHA-256, in hex, of its canonical text with its zero bases left
+// out, except base[""], which is always there (0 when absent). A base of 0 and an
+// absent one mean the same, so a resend that spells its zero bases otherwise is
+// the same change. The device core sends changes in this form, so their text
+// needs no rewriting. `raw` is left as it was.
 std::string change_hash(json& raw);
 
-// The identity kept by servers before change_hash: the hash of the text as
-// received. Stored hashes of that time are still honoured for replays.
+// The hash of the text as received: the identity servers kept before
+// change_hash().
 std::string received_hash(const json& raw);
+
+// Whether a stored identity is that of `raw`, whose change_hash() is `hash`.
+// Identities stored before change_hash() are honoured: the text as received, and
+// the text with every zero base written out (what the device core sent then), so
+// a change sent before an upgrade of server or app is still replayed after it.
+bool same_content(const std::string& stored, const json& raw, const std::string& hash);
 
 struct MergeContext {
   Caller caller;

@@ -665,19 +665,30 @@ class SqliteWriteTxn final : public WriteTxn {
 
   Result<void> commit() override {
     return guarded([&]() -> Result<void> {
+      if (seq_ && *seq_ != seq_stored_)
+        c_.query("UPDATE counters SET value = ?1 WHERE name = 'seq'").bind(1, *seq_).run();
       c_.exec("COMMIT");
       ++commits_;
       return {};
     });
   }
-  void savepoint() override { c_.exec("SAVEPOINT job"); }
+  void savepoint() override {
+    c_.exec("SAVEPOINT job");
+    seq_at_savepoint_ = seq_;
+  }
   void release_savepoint() override { c_.exec("RELEASE job"); }
-  void rollback_to_savepoint() override { c_.exec("ROLLBACK TO job; RELEASE job"); }
+  void rollback_to_savepoint() override {
+    c_.exec("ROLLBACK TO job; RELEASE job");
+    seq_ = seq_at_savepoint_;
+  }
 
+  // The seq counter is read once per transaction and written back by commit():
+  // one UPDATE per transaction instead of one per change. The transaction holds
+  // the database's write lock from BEGIN IMMEDIATE, so no other connection or
+  // process can move the counter meanwhile; each transaction reads it afresh.
   std::int64_t next_seq() override {
-    auto q = c_.query("UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value");
-    if (!q.step()) fail(Errc::corrupt, "the seq counter is missing");
-    return q.int64(0);
+    if (!seq_) seq_ = seq_stored_ = load_head(c_);
+    return ++*seq_;
   }
 
   std::optional<UserRecord> user(const std::string& name) override { return load_user(c_, name); }
@@ -956,6 +967,9 @@ class SqliteWriteTxn final : public WriteTxn {
   Connection& c_;
   std::atomic<std::int64_t>& commits_;
   std::unique_lock<std::mutex> lock_;
+  std::optional<std::int64_t> seq_;               // the last seq handed out, once read
+  std::int64_t seq_stored_ = 0;                   // the counter's value in the table
+  std::optional<std::int64_t> seq_at_savepoint_;  // seq_ when the job began
 };
 
 // ---- the store -------------------------------------------------------------

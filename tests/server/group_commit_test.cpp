@@ -184,3 +184,64 @@ TEST_CASE("a failing job in a group is rolled back alone", "[server][group_commi
   CHECK(!f.store->user("three").value().has_value());
   CHECK(f.stats().head_seq == 0);  // the failed job's seq was rolled back too
 }
+
+TEST_CASE("seqs of a failed job are handed out again and the counter is stored at commit",
+          "[server][group_commit]") {
+  ServerFixture f(RouterOptions{}, false);
+  f.writer->pause();
+  std::vector<std::int64_t> a, b, c;
+  Result<void> ra, rb, rc;
+  std::thread ta([&] {
+    ra = f.writer->run([&](WriteTxn& txn) -> Result<void> {
+      a = {txn.next_seq(), txn.next_seq()};
+      return {};
+    });
+  });
+  wait_for_queue(*f.writer, 1);
+  std::thread tb([&] {
+    rb = f.writer->run([&](WriteTxn& txn) -> Result<void> {
+      b = {txn.next_seq()};
+      throw StoreFailure{Error(Errc::io, "simulated failure")};
+    });
+  });
+  wait_for_queue(*f.writer, 2);
+  std::thread tc([&] {
+    rc = f.writer->run([&](WriteTxn& txn) -> Result<void> {
+      c = {txn.next_seq()};
+      return {};
+    });
+  });
+  wait_for_queue(*f.writer, 3);
+  const auto before = f.stats().write_transactions;
+  f.writer->resume();
+  ta.join();
+  tb.join();
+  tc.join();
+  CHECK(ra.ok());
+  CHECK(!rb.ok());
+  CHECK(rc.ok());
+  CHECK(f.stats().write_transactions == before + 1);  // one group
+  CHECK(a == std::vector<std::int64_t>{1, 2});
+  CHECK(b == std::vector<std::int64_t>{3});
+  CHECK(c == std::vector<std::int64_t>{3});  // the failed job's seq was not kept
+  CHECK(f.stats().head_seq == 3);
+
+  // The next transaction reads the stored counter afresh.
+  std::int64_t d = 0;
+  REQUIRE(f.writer
+              ->run([&](WriteTxn& txn) -> Result<void> {
+                d = txn.next_seq();
+                return {};
+              })
+              .ok());
+  CHECK(d == 4);
+  CHECK(f.stats().head_seq == 4);
+  // A transaction that takes a seq and then fails as a whole stores nothing.
+  CHECK(!f.writer
+             ->run([&](WriteTxn& txn) -> Result<void> {
+               txn.next_seq();
+               return Error(Errc::validation, "refused");
+             })
+             .ok());
+  CHECK(f.stats().head_seq == 4);
+}

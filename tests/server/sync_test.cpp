@@ -224,7 +224,10 @@ TEST_CASE("compact_versions leaves out the versions equal to seq, replays includ
   }
 }
 
-TEST_CASE("a change_hash leaves the change as it was", "[server][sync]") {
+TEST_CASE(
+    "change_hash gives one identity however the zero bases are spelled, and leaves the change as "
+    "it was",
+    "[server][sync]") {
   json c = change("dev-a:1", record_id(1), {{"code", "x"}}, {{"code", 0}});
   const json copy = c;
   const auto h = change_hash(c);
@@ -236,31 +239,69 @@ TEST_CASE("a change_hash leaves the change as it was", "[server][sync]") {
   json spelled = copy;
   spelled["base"] = {{"", 0}, {"code", 0}};
   CHECK(change_hash(spelled) == h);
-  CHECK(received_hash(spelled) == h);  // the form the device core sent before
-  CHECK(received_hash(copy) != h);
+  json core = copy;  // how the device core writes it: no zeros but base[""]
+  core["base"] = {{"", 0}};
+  CHECK(received_hash(core) == h);
+  json other = copy;
+  other["base"] = {{"", 0}, {"code", 2}};
+  CHECK(change_hash(other) != h);
+  json not_an_object = copy;
+  not_an_object["base"] = "zero";
+  CHECK(change_hash(not_an_object) == received_hash(not_an_object));
+
+  // Identities stored before change_hash() are matched too.
+  CHECK(same_content(h, copy, h));
+  CHECK(same_content(received_hash(copy), copy, h));     // the text as received
+  CHECK(same_content(received_hash(spelled), core, h));  // every zero written (the app before)
+  CHECK(!same_content(received_hash(other), core, h));
 }
 
-TEST_CASE("a replay identity stored by an earlier server, of the text as received, still counts",
-          "[server][sync]") {
-  SyncFixture f;
-  json c = change("dev-a:1", record_id(1), {{"code", "x"}, {"period", "2026"}}, {{"", 0}});
-  auto first = f.sync(f.bantan, "dev-a", json::array({c}));
-  // Earlier servers stored the hash of the change's text as received.
-  {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(f.db_path.c_str(), &db) == SQLITE_OK);
-    const std::string sql = "UPDATE processed SET content_hash = '" + received_hash(c) +
-                            "' WHERE change_id = 'dev-a:1'";
-    CHECK(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
-    CHECK(sqlite3_changes(db) == 1);
-    sqlite3_close(db);
+TEST_CASE("a replay identity stored by an earlier server still counts", "[server][sync]") {
+  // Earlier servers stored the hash of the change's text as received, and the
+  // device core then wrote every zero base; the app resends it without them.
+  struct Case {
+    const char* name;
+    json first_base, resent_base;
+  };
+  const std::vector<Case> cases = {
+      {"every zero written, resent in the core's form now",
+       {{"", 0}, {"code", 0}, {"period", 0}},
+       {{"", 0}}},
+      {"no base at all (a client that leaves zeros out), resent the same", nullptr, nullptr},
+  };
+  for (const auto& k : cases) {
+    SECTION(k.name) {
+      SyncFixture f;
+      auto with_base = [&](const json& base) {
+        json c = change("dev-a:1", record_id(1), {{"code", "x"}, {"period", "2026"}});
+        if (base.is_null())
+          c.erase("base");
+        else
+          c["base"] = base;
+        return c;
+      };
+      const json first_sent = with_base(k.first_base);
+      auto first = f.sync(f.bantan, "dev-a", json::array({first_sent}));
+      REQUIRE(first["results"][0]["status"] == "applied");
+      {
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(f.db_path.c_str(), &db) == SQLITE_OK);
+        const std::string sql = "UPDATE processed SET content_hash = '" +
+                                received_hash(first_sent) + "' WHERE change_id = 'dev-a:1'";
+        CHECK(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+        CHECK(sqlite3_changes(db) == 1);
+        sqlite3_close(db);
+      }
+      json stored_hash_differs = first_sent;
+      CHECK(change_hash(stored_hash_differs) != received_hash(first_sent));
+      const auto before = f.stats();
+      auto again = f.sync(f.bantan, "dev-a", json::array({with_base(k.resent_base)}))["results"][0];
+      json expected = first["results"][0];
+      expected["replayed"] = true;
+      CHECK(again == expected);
+      CHECK(f.stats().log_entries == before.log_entries);
+    }
   }
-  const auto before = f.stats();
-  auto again = f.sync(f.bantan, "dev-a", json::array({c}))["results"][0];
-  json expected = first["results"][0];
-  expected["replayed"] = true;
-  CHECK(again == expected);
-  CHECK(f.stats().log_entries == before.log_entries);
 }
 
 TEST_CASE("field versions: set, equal value, conflict, and merge of different fields",
