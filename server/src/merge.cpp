@@ -30,9 +30,8 @@ RejectReason reason(std::string code, std::string message, std::string field = {
 
 // A result as the processed table keeps it: the versions equal to its seq are
 // left out (most of them, for a new record), and expand_versions() puts them back.
-json stored_result(ChangeResult r) {
-  r.compact_versions();
-  return r.to_json();
+json stored_result(const ChangeResult& r) {
+  return r.to_json(/*compact=*/true);
 }
 
 // The full versions of a stored result: every field of the change (or "" for a

@@ -149,6 +149,10 @@ void ChangeResult::compact_versions() {
 }
 
 json ChangeResult::to_json() const {
+  return to_json(false);
+}
+
+json ChangeResult::to_json(bool compact) const {
   json j = {{"id", id}, {"status", status}};
   if (status == "rejected") {
     json e = {{"code", error ? error->code : "internal"}, {"message", error ? error->message : ""}};
@@ -156,7 +160,10 @@ json ChangeResult::to_json() const {
     j["error"] = std::move(e);
   } else {
     j["seq"] = seq;
-    j["versions"] = versions_json(versions);
+    json vs = json::object();
+    for (const auto& [k, v] : versions)
+      if (!compact || v != seq) vs[k] = v;
+    j["versions"] = std::move(vs);
     if (!conflicts.empty()) {
       json cs = json::array();
       for (const auto& c : conflicts) cs.push_back(c.to_json());

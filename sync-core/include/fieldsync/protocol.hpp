@@ -82,6 +82,8 @@ struct ChangeResult {
   void compact_versions();
 
   json to_json() const;
+  // compact: as after compact_versions(), without changing this result.
+  json to_json(bool compact) const;
   static Result<ChangeResult> from_json(const json& j);
   bool operator==(const ChangeResult&) const = default;
 };
