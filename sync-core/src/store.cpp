@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -89,6 +90,14 @@ CREATE TABLE receipts(
   status TEXT NOT NULL,
   seq INTEGER NOT NULL,
   received_at TEXT NOT NULL);
+)sql"},
+    // Changes sent before this step went out with a 0 base for every field; one
+    // resent after it goes out the same way (read_outbox), since a server before
+    // session 4 tells a replay by its text and would refuse it as id_reused.
+    {2, R"sql(
+INSERT OR REPLACE INTO meta(key, value)
+  SELECT 'zero_bases_through', CAST(coalesce(max(counter), 0) AS TEXT) FROM outbox
+  WHERE attempted = 1;
 )sql"},
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion,
@@ -200,7 +209,8 @@ RecordRow read_record(const Query& q) {
   return r;
 }
 
-OutboxEntry read_outbox(const Query& q) {
+// `zero_bases_through`: the last counter sent before schema 2 (see its step).
+OutboxEntry read_outbox(const Query& q, std::int64_t zero_bases_through) {
   OutboxEntry e;
   e.counter = q.int64(0);
   Change& c = e.change;
@@ -215,6 +225,8 @@ OutboxEntry read_outbox(const Query& q) {
   c.hlc = q.text(9);
   e.attempted = q.int64(10) != 0;
   e.created_at = q.text(11);
+  if (e.attempted && e.counter <= zero_bases_through)
+    for (const auto& [name, value] : c.fields.items()) c.base.try_emplace(name, 0);
   return e;
 }
 
@@ -231,6 +243,7 @@ struct Store::Impl {
   std::unique_ptr<Db> db;
   std::string path;
   std::string device_id;
+  std::int64_t zero_bases_through = 0;  // meta, see read_outbox
   HlcClock::WallClock wall;
   HlcClock clock;
 
@@ -323,6 +336,12 @@ struct Store::Impl {
     auto id = meta("device_id");
     if (!id || !is_valid_device_id(*id)) fail(Errc::corrupt, path + " has no valid device id");
     device_id = *id;
+    if (auto through = meta("zero_bases_through")) {
+      auto [end, ec] =
+          std::from_chars(through->data(), through->data() + through->size(), zero_bases_through);
+      if (ec != std::errc() || end != through->data() + through->size())
+        fail(Errc::corrupt, path + " has an unreadable meta zero_bases_through");
+    }
     auto hlc_text = meta("hlc");
     Hlc last{};
     if (hlc_text && !hlc_text->empty()) last = take(Hlc::parse(*hlc_text));
@@ -536,7 +555,7 @@ struct Store::Impl {
         "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
         "attempted, created_at FROM outbox WHERE record = ?1 AND counter > ?2 ORDER BY counter");
     q.bind(1, record).bind(2, after);
-    while (q.step()) out.push_back(read_outbox(q));
+    while (q.step()) out.push_back(read_outbox(q, zero_bases_through));
     return out;
   }
 
@@ -546,7 +565,7 @@ struct Store::Impl {
         "attempted, created_at FROM outbox WHERE counter = ?1");
     q.bind(1, counter);
     if (!q.step()) return std::nullopt;
-    return read_outbox(q);
+    return read_outbox(q, zero_bases_through);
   }
 
   void insert_change(const OutboxEntry& e) {
@@ -1179,7 +1198,7 @@ Result<std::vector<OutboxEntry>> Store::outbox(std::int64_t limit) const {
           "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
           "attempted, created_at FROM outbox ORDER BY counter LIMIT ?1");
       q.bind(1, limit < 0 ? std::int64_t{-1} : limit);
-      while (q.step()) out.push_back(read_outbox(q));
+      while (q.step()) out.push_back(read_outbox(q, impl_->zero_bases_through));
       return out;
     });
   });
@@ -1210,7 +1229,7 @@ Result<std::vector<Change>> Store::next_batch(std::int64_t max,
             "attempted, created_at FROM outbox WHERE counter > ?2 ORDER BY counter LIMIT ?1");
         q.bind(1, max).bind(2, after);
         while (q.step()) {
-          OutboxEntry e = read_outbox(q);
+          OutboxEntry e = read_outbox(q, impl_->zero_bases_through);
           if (!records.insert(e.change.record).second) break;
           batch.push_back(std::move(e));
         }

@@ -61,7 +61,9 @@ TEST_CASE("a store written by a newer schema is refused and left untouched",
     auto s = open_with_form(path);
     REQUIRE(s->put(new_record({{"name", "x"}})).ok());
   }
-  raw_exec(path, "PRAGMA journal_mode = DELETE; PRAGMA user_version = 2;");
+  const std::string newer = "PRAGMA journal_mode = DELETE; PRAGMA user_version = " +
+                            std::to_string(Store::kSchemaVersion + 1) + ";";
+  raw_exec(path, newer.c_str());
   std::string before = read_file(path);
   REQUIRE_FALSE(before.empty());
   auto e = open_error(path);

@@ -1,5 +1,7 @@
 // Device store basics: opening, forms, saving, reading, deleting, the outbox and
 // its coalescing and batching rules, settings and status.
+#include <sqlite3.h>
+
 #include <filesystem>
 #include <set>
 
@@ -125,6 +127,55 @@ TEST_CASE("put creates a record and one outbox change", "[core][store][outbox]")
   auto decoded = decode_change(c.to_json());
   REQUIRE(decoded.ok());
   CHECK(*decoded == c);
+}
+
+TEST_CASE("changes sent before schema 2 are resent with every zero base, as first sent",
+          "[core][store][outbox]") {
+  TempDir dir;
+  const auto path = dir.file("a.db");
+  std::string sent_id, unsent_id;
+  {
+    auto s = open_with_form(path);
+    REQUIRE(s->put(new_record({{"name", "sent"}, {"count", 1}})).ok());
+    REQUIRE(s->put(new_record({{"name", "not sent"}})).ok());
+    auto batch = s->next_batch(1);  // the first goes out (attempted); its answer is lost
+    REQUIRE(batch->size() == 1);
+    sent_id = batch->front().id;
+    unsent_id = s->outbox()->at(1).change.id;
+  }
+  {
+    // The file as schema 1 left it: the same tables, no zero_bases_through.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db,
+                         "DELETE FROM meta WHERE key = 'zero_bases_through'; "
+                         "PRAGMA user_version = 1;",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto s = open_with_form(path);
+  CHECK(s->status()->schema_version == 2);
+  REQUIRE(s->put(new_record({{"name", "after"}})).ok());
+  auto out = s->outbox();
+  REQUIRE(out->size() == 3);
+  // Sent under schema 1: as it went out then, so an older server sees the same text.
+  CHECK(out->at(0).change.id == sent_id);
+  CHECK(out->at(0).change.base == VersionMap{{"", 0}, {"count", 0}, {"name", 0}});
+  // Not sent yet, or saved after: without zeros.
+  CHECK(out->at(1).change.id == unsent_id);
+  CHECK(out->at(1).change.base == VersionMap{{"", 0}});
+  CHECK(out->at(2).change.base == VersionMap{{"", 0}});
+  auto again = s->next_batch(10);
+  REQUIRE(again->size() == 3);
+  CHECK(again->at(0).base == VersionMap{{"", 0}, {"count", 0}, {"name", 0}});
+  CHECK(again->at(1).base == VersionMap{{"", 0}});
+
+  // A store created at schema 2 sends every change without zeros.
+  TempDir fresh_dir;
+  auto fresh = open_with_form(fresh_dir.file("b.db"));
+  REQUIRE(fresh->put(new_record({{"name", "x"}})).ok());
+  REQUIRE(fresh->next_batch(1)->size() == 1);
+  CHECK(fresh->outbox()->at(0).change.base == VersionMap{{"", 0}});
 }
 
 TEST_CASE("put validates against the form and changes nothing on error", "[core][store]") {
