@@ -144,10 +144,6 @@ json ConflictRef::to_json() const {
   return j;
 }
 
-void ChangeResult::compact_versions() {
-  std::erase_if(versions, [this](const auto& v) { return v.second == seq; });
-}
-
 json ChangeResult::to_json() const {
   return to_json(false);
 }
@@ -281,9 +277,9 @@ Result<SyncRequest> decode_sync_request_shape(json&& body) {
   return r;
 }
 
-json SyncResponse::to_json() const {
+json SyncResponse::to_json(bool compact_versions) const {
   json rs = json::array(), cs = json::array();
-  for (const auto& r : results) rs.push_back(r.to_json());
+  for (const auto& r : results) rs.push_back(r.to_json(compact_versions));
   for (const auto& c : changes) cs.push_back(c.to_json());
   return {
       {"results", std::move(rs)}, {"changes", std::move(cs)}, {"cursor", cursor}, {"more", more}};

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -336,12 +335,7 @@ struct Store::Impl {
     auto id = meta("device_id");
     if (!id || !is_valid_device_id(*id)) fail(Errc::corrupt, path + " has no valid device id");
     device_id = *id;
-    if (auto through = meta("zero_bases_through")) {
-      auto [end, ec] =
-          std::from_chars(through->data(), through->data() + through->size(), zero_bases_through);
-      if (ec != std::errc() || end != through->data() + through->size())
-        fail(Errc::corrupt, path + " has an unreadable meta zero_bases_through");
-    }
+    zero_bases_through = meta_int("zero_bases_through");
     auto hlc_text = meta("hlc");
     Hlc last{};
     if (hlc_text && !hlc_text->empty()) last = take(Hlc::parse(*hlc_text));

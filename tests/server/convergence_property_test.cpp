@@ -111,8 +111,7 @@ class Simulation {
         auto device_answer = ChangeResult::from_json(r);
         REQUIRE(device_answer.ok());
         device_answer->replayed = false;
-        device_answer->compact_versions();
-        CHECK(server_answer == device_answer->to_json());
+        CHECK(server_answer == device_answer->to_json(/*compact=*/true));
         const std::string status = r["status"];
         if (status == "rejected") {
           CHECK(origins[id] == 0);

@@ -77,12 +77,9 @@ struct ChangeResult {
   bool replayed = false;
   std::optional<RejectReason> error;  // when rejected
 
-  // Addition E: leaves out the versions equal to seq (a reader takes an absent
-  // field's version to be seq).
-  void compact_versions();
-
   json to_json() const;
-  // compact: as after compact_versions(), without changing this result.
+  // compact (addition E): versions equal to seq are left out (a reader takes an
+  // absent field's version to be seq).
   json to_json(bool compact) const;
   static Result<ChangeResult> from_json(const json& j);
   bool operator==(const ChangeResult&) const = default;
@@ -139,7 +136,8 @@ struct SyncResponse {
   std::int64_t cursor = 0;
   bool more = false;
 
-  json to_json() const;
+  // compact_versions: each result as ChangeResult::to_json(true) (addition E).
+  json to_json(bool compact_versions = false) const;
   static Result<SyncResponse> from_json(const json& j);
 };
 
