@@ -5,6 +5,7 @@
 #include "merge.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include "crypto.hpp"
 #include "fieldsync/hlc.hpp"
@@ -34,9 +35,8 @@ json stored_result(const ChangeResult& r) {
   return r.to_json(/*compact=*/true);
 }
 
-// The full versions of a stored result: every field of the change (or "" for a
-// delete) that the stored versions do not name has the result's seq. Rows stored
-// whole (before session 4) name them all already.
+}  // namespace
+
 void expand_versions(ChangeResult& r, const json& raw) {
   if (r.status == "rejected") return;
   const std::string* op = string_member(raw, "op");
@@ -47,8 +47,6 @@ void expand_versions(ChangeResult& r, const json& raw) {
   if (auto fields = raw.find("fields"); fields != raw.end() && fields->is_object())
     for (const auto& [name, value] : fields->items()) r.versions.try_emplace(name, r.seq);
 }
-
-}  // namespace
 
 std::string received_hash(const json& raw) {
   return to_hex(sha256(raw.dump()));
@@ -171,7 +169,6 @@ ChangeResult Merger::apply(const json& raw, const std::string& hash) {
     if (!first)
       throw StoreFailure{Error(Errc::corrupt, "the stored result of " + id + " cannot be read")};
     ChangeResult r = std::move(first).value();
-    expand_versions(r, raw);
     r.replayed = true;
     ++stats_.replayed;
     return r;
@@ -389,8 +386,7 @@ ChangeResult Merger::execute(Plan& plan) {
       row.deleted = true;
       row.deleted_seq = seq;
       row.version = seq;
-      txn_.put_record(row);
-      result.versions[""] = seq;
+      txn_.put_record(row);  // versions[""] is seq: left out (compact)
     } else {
       // The log entry says what happened to the data: nothing was deleted, so it
       // is an upsert without fields that names the conflict (docs/protocol.md).
@@ -412,7 +408,7 @@ ChangeResult Merger::execute(Plan& plan) {
     }
   } else {
     const bool creating = !plan.record;
-    bool any_set = false;
+    std::vector<const std::string*> set_names;  // of c.fields, for the log entry
     bool key_changed = false;
     row.form_version = std::max(row.form_version, plan.form_version);
     for (const auto& [name, value] : c.fields.items()) {
@@ -424,9 +420,7 @@ ChangeResult Merger::execute(Plan& plan) {
             std::find(plan.form->key.begin(), plan.form->key.end(), name) != plan.form->key.end())
           key_changed = true;
         row.fields[name] = FieldRow{value, seq};
-        entry.fields[name] = value;
-        result.versions[name] = seq;
-        any_set = true;
+        set_names.push_back(&name);  // versions[name] is seq: left out (compact)
       } else if (values_equal(value, cur.value)) {
         result.versions[name] = cur.version;
       } else {
@@ -436,7 +430,7 @@ ChangeResult Merger::execute(Plan& plan) {
         result.versions[name] = cur.version;
       }
     }
-    if (any_set) row.version = seq;
+    if (!set_names.empty()) row.version = seq;
     row.key_text = record_key_text(*plan.form, row.fields);
     txn_.put_record(row);
     if ((creating || key_changed) && !row.key_text.empty()) {
@@ -462,6 +456,13 @@ ChangeResult Merger::execute(Plan& plan) {
         txn_.insert_candidate(*dup, candidate);
         add_conflict(*dup, "duplicate_record", "");
       }
+    }
+    // The log entry holds the values set. Usually that is all of them, which are
+    // moved rather than copied: the change is not read after this.
+    if (!set_names.empty() && set_names.size() == c.fields.size()) {
+      entry.fields = std::move(plan.change.fields);
+    } else {
+      for (const std::string* name : set_names) entry.fields[*name] = c.fields.at(*name);
     }
   }
 

@@ -56,6 +56,11 @@ struct MergeStats {
   std::optional<std::int64_t> max_hlc_ms;
 };
 
+// The full versions of a compact result (Merger::apply, or a stored one): every
+// field of the change `raw` (or "" for a delete) that `r` does not name has the
+// result's seq. Results stored whole (before session 4) name them all already.
+void expand_versions(ChangeResult& r, const json& raw);
+
 // Processes the changes of one sync request, in order, inside one transaction.
 // Not thread-safe; lives for one job on the writer thread.
 class Merger {
@@ -64,8 +69,10 @@ class Merger {
 
   // Processes one change as received (any JSON object with a string "id": the
   // request-level shape is checked before), whose change_hash() is `hash`
-  // (computed by the caller, off the writer thread). Returns its result; throws
-  // StoreFailure when the store fails (the caller's job is then rolled back).
+  // (computed by the caller, off the writer thread). Returns its result in the
+  // compact form of addition E: the versions equal to its seq are left out, and
+  // expand_versions() puts them back. Throws StoreFailure when the store fails
+  // (the caller's job is then rolled back).
   ChangeResult apply(const json& raw_change, const std::string& hash);
 
   const MergeStats& stats() const { return stats_; }

@@ -533,6 +533,11 @@ Response Router::sync(const Request& req, const Caller& caller) {
     if (!r) return store_error(r.error());
     if (revoked_meanwhile) return device_refused();
     metrics_.count_changes(stats);
+    // The merger's results are compact (addition E); a client that did not ask
+    // for that gets every version.
+    if (!sr.compact_versions)
+      for (std::size_t i = 0; i < answer.results.size(); ++i)
+        expand_versions(answer.results[i], sr.raw_changes[i]);
   } else {
     writer_.post([device](WriteTxn& txn) -> Result<void> {
       txn.update_device(device);

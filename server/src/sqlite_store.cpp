@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -482,10 +483,34 @@ const std::string kRecordColumns =
     "id, form, form_version, scope, deleted, version, deleted_seq, key_text, fields";
 
 // The fields column: {"<field>": [<value>, <version>]}.
+// A record's fields as stored: {"name": [value, version], ...} in name order,
+// which is what a json object of them dumps to. Written here rather than built as
+// a json object first, which copied every value (the writer's hottest path); the
+// values and any name that needs escaping are still written by the library.
 std::string fields_text(const std::map<std::string, FieldRow>& fields) {
-  json j = json::object();
-  for (const auto& [name, f] : fields) j[name] = json::array({f.value, f.version});
-  return j.dump();
+  std::string out;
+  out.reserve(48 * fields.size() + 2);
+  out += '{';
+  for (const auto& [name, f] : fields) {
+    if (out.size() > 1) out += ',';
+    const bool plain = std::all_of(name.begin(), name.end(), [](unsigned char c) {
+      return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    });
+    if (plain) {
+      out += '"';
+      out += name;
+      out += '"';
+    } else {
+      out += json(name).dump();
+    }
+    out += ":[";
+    out += f.value.dump();
+    out += ',';
+    out += std::to_string(f.version);
+    out += ']';
+  }
+  out += '}';
+  return out;
 }
 
 std::map<std::string, FieldRow> fields_from(const Stmt& q, int col) {
