@@ -238,6 +238,25 @@ json SyncRequest::encode(const std::string& device_id, const std::vector<Change>
   return body;
 }
 
+std::string SyncRequest::encode_changes(const std::vector<Change>& changes) {
+  json cs = json::array();
+  for (const auto& c : changes) cs.push_back(c.to_json());
+  return cs.dump();
+}
+
+std::string SyncRequest::encode_text(const std::string& device_id, std::string_view changes_text,
+                                     std::int64_t since, std::int64_t limit, bool echo,
+                                     bool compact_versions) {
+  json rest = encode(device_id, {}, since, limit, echo, compact_versions);
+  rest.erase("changes");
+  std::string out = rest.dump();  // an object with device_id at least: "{...}"
+  out.pop_back();
+  out += ",\"changes\":";
+  out += changes_text;
+  out += '}';
+  return out;
+}
+
 Result<SyncRequest> decode_sync_request_shape(const json& body) {
   return decode_sync_request_shape(json(body));
 }

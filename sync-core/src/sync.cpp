@@ -247,14 +247,17 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   std::int64_t since = progress.cursor;  // ahead of the stored cursor while an answer is applied
 
   // What the helper does with an answer: commits it, then takes the batch after
-  // the one now in flight, so the main thread has it ready when the next answer
-  // comes (that batch holds no record of the in-flight one).
+  // the one now in flight and encodes its changes, so the main thread has it ready
+  // when the next answer comes (that batch holds no record of the in-flight one).
   struct Job {
     Result<Applied> applied;
     Result<std::vector<Change>> next;
+    std::string next_text;  // SyncRequest::encode_changes(next)
   };
   std::optional<std::vector<Change>> prepared;            // the batch to send next
+  std::string prepared_text;                              // its changes, encoded
   std::optional<Result<std::vector<Change>>> prefetched;  // taken by the helper
+  std::string prefetched_text;                            // its changes, encoded
   std::future<Job> applying;                              // the previous answer, being applied
   struct Helper {  // the thread applying it; joined on every way out
     std::thread thread;
@@ -269,6 +272,7 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
     if (helper.thread.joinable()) helper.thread.join();
     if (!job.applied) return std::move(job.applied).error();
     prefetched = std::move(job.next);
+    prefetched_text = std::move(job.next_text);
     add(progress, job.applied.value());
     if (options.on_progress) options.on_progress(progress);
     return {};
@@ -277,13 +281,16 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   for (;;) {
     if (cancelled(options)) return Error(Errc::cancelled, "sync cancelled");
     std::vector<Change> batch;
+    std::string batch_text;
     if (prepared) {
       batch = std::move(*prepared);
+      batch_text = std::move(prepared_text);
       prepared.reset();
     } else {
       auto b = store.next_batch(batch_size);
       if (!b) return std::move(b).error();
       batch = std::move(b).value();
+      batch_text = SyncRequest::encode_changes(batch);
     }
 
     HttpRequest req;
@@ -297,9 +304,8 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
     // back; their results say what they did. Servers before addition D ignore it.
     // "compact_versions": true (addition E): a result leaves out the versions equal
     // to its seq, which is how apply_sync reads an absent one.
-    req.body = SyncRequest::encode(device_id, batch, since, options.pull_limit, /*echo=*/false,
-                                   /*compact_versions=*/true)
-                   .dump();
+    req.body = SyncRequest::encode_text(device_id, batch_text, since, options.pull_limit,
+                                        /*echo=*/false, /*compact_versions=*/true);
     auto ex = exchange(transport, req, options, backoff, progress);
     // The store is consistent again (and free) once the previous answer is in.
     if (auto r = finish_apply(); !r) return r.error();
@@ -329,11 +335,14 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
       return Error(Errc::protocol, "the server says there is more but sends nothing new");
 
     // The next round trip is decided now, before this answer is applied. Its batch
-    // was taken by the helper while this request was out, or is taken here.
+    // was taken (and encoded) by the helper while this request was out, or is here.
+    const bool was_prefetched = prefetched.has_value();
     Result<std::vector<Change>> following =
-        prefetched ? std::move(*prefetched) : store.next_batch(batch_size, batch);
+        was_prefetched ? std::move(*prefetched) : store.next_batch(batch_size, batch);
     prefetched.reset();
     if (!following) return std::move(following).error();
+    std::string following_text =
+        was_prefetched ? std::move(prefetched_text) : SyncRequest::encode_changes(*following);
     if (resp.more || !following->empty()) {
       since = std::max(since, resp.cursor);
       // What the helper needs to know of the batch that is about to leave.
@@ -346,11 +355,13 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
         leaving.push_back(std::move(id_only));
       }
       prepared = std::move(following).value();
+      prepared_text = std::move(following_text);
       auto job = std::make_shared<std::packaged_task<Job()>>(
           [&store, batch_size, sent = std::move(batch), answer = std::move(resp),
            in_flight = std::move(leaving)] {
-            Job j{apply_round(store, sent, answer), std::vector<Change>{}};
+            Job j{apply_round(store, sent, answer), std::vector<Change>{}, {}};
             if (j.applied) j.next = store.next_batch(batch_size, in_flight);
+            if (j.next) j.next_text = SyncRequest::encode_changes(*j.next);
             return j;
           });
       applying = job->get_future();

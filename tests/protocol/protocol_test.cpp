@@ -123,6 +123,39 @@ TEST_CASE("sync request shape checks", "[protocol][wire]") {
   CHECK(SyncRequest::encode("dev-1", {}, 0, 10, false).at("echo") == false);
 }
 
+TEST_CASE("a request encoded as text in two steps is the request encode() builds",
+          "[protocol][wire]") {
+  Change upsert;
+  upsert.id = "dev-1:7";
+  upsert.record = "0193a0b0-0000-7000-8000-000000000001";
+  upsert.op = "upsert";
+  upsert.form = "kla";
+  upsert.form_version = 2;
+  upsert.scope = "14.03.01";
+  upsert.hlc = "000001234567890-0000-dev-1";
+  upsert.fields = {{"note", "a \"quoted\" line\nand another"}, {"count", 3}, {"flag", nullptr}};
+  upsert.base = {{"", 0}, {"count", 12}};
+  Change del = upsert;
+  del.id = "dev-1:8";
+  del.op = "delete";
+  del.fields = json::object();
+  for (const std::vector<Change>& changes :
+       {std::vector<Change>{}, std::vector<Change>{upsert}, std::vector<Change>{upsert, del}}) {
+    for (bool echo : {true, false}) {
+      for (bool compact : {true, false}) {
+        const std::string text = SyncRequest::encode_text(
+            "dev-1", SyncRequest::encode_changes(changes), 41, 500, echo, compact);
+        const json parsed = json::parse(text);
+        CHECK(parsed == SyncRequest::encode("dev-1", changes, 41, 500, echo, compact));
+        auto decoded = decode_sync_request_shape(parsed);
+        REQUIRE(decoded);
+        CHECK(decoded->raw_changes.size() == changes.size());
+        CHECK(decoded->since == 41);
+      }
+    }
+  }
+}
+
 TEST_CASE("results, log entries and responses round-trip", "[protocol][wire]") {
   SyncResponse resp;
   ChangeResult applied{"dev:1", "applied", 2001, {{"a", 2001}, {"b", 35}}, {}, false, std::nullopt};

@@ -121,6 +121,14 @@ struct SyncRequest {
   static json encode(const std::string& device_id, const std::vector<Change>& changes,
                      std::int64_t since, std::int64_t limit, bool echo = true,
                      bool compact_versions = false);
+  // The same body as text, in two steps: the "changes" array (which does not
+  // depend on `since`, so a client can encode it while the previous request is
+  // out), then the body around it. Parsed, encode_text(d, encode_changes(cs), ...)
+  // equals encode(d, cs, ...).
+  static std::string encode_changes(const std::vector<Change>& changes);
+  static std::string encode_text(const std::string& device_id, std::string_view changes_text,
+                                 std::int64_t since, std::int64_t limit, bool echo = true,
+                                 bool compact_versions = false);
 };
 
 // Request-level checks of protocol.md (400 bad_request on failure): body an
