@@ -24,11 +24,13 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 
-http::response<http::string_body> to_beast(const Response& res, bool keep_alive) {
+// Takes the body out of `res` (a pull answer is up to megabytes); the rest of
+// `res`, free_after_send included, stays.
+http::response<http::string_body> to_beast(Response& res, bool keep_alive) {
   http::response<http::string_body> msg{static_cast<http::status>(res.status), 11};
   msg.set(http::field::server, "fieldsync-server");
   for (const auto& [name, value] : res.headers) msg.insert(name, value);
-  msg.body() = res.body;
+  msg.body() = std::move(res.body);
   msg.keep_alive(keep_alive);
   msg.prepare_payload();
   return msg;
@@ -167,6 +169,7 @@ asio::awaitable<void> serve_requests(Stream& stream, SessionHost& host,
     auto msg = to_beast(res, keep_alive && !host.stopping);
     lowest.expires_after(limits.write_timeout);
     auto [wec, wn] = co_await http::async_write(stream, msg, kAwait);
+    res.free_after_send.reset();  // the client has the answer: now free the request's state
     if (wec || !msg.keep_alive()) break;
   }
 }
