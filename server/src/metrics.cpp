@@ -68,6 +68,13 @@ std::string Metrics::render(const StoreStats* stats) const {
            "commit).\n"
            "# TYPE fieldsync_write_transactions_total counter\n"
         << "fieldsync_write_transactions_total " << stats->write_transactions << "\n"
+        << "# HELP fieldsync_wal_checkpoints_total WAL checkpoints, by the thread that ran "
+           "them.\n"
+           "# TYPE fieldsync_wal_checkpoints_total counter\n"
+        << "fieldsync_wal_checkpoints_total{by=\"background\"} "
+        << stats->wal_checkpoints_background << "\n"
+        << "fieldsync_wal_checkpoints_total{by=\"writer\"} " << stats->wal_checkpoints_by_writer
+        << "\n"
         << "# HELP fieldsync_log_head_seq The highest committed log seq.\n"
            "# TYPE fieldsync_log_head_seq gauge\n"
         << "fieldsync_log_head_seq " << stats->head_seq << "\n"

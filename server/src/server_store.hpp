@@ -244,6 +244,10 @@ struct StoreStats {
   std::int64_t open_conflicts = 0;
   std::int64_t quarantined = 0;
   std::int64_t write_transactions = 0;  // committed by this store object
+  // WAL checkpoints done by the store's checkpointer thread, and by the writer
+  // itself when the WAL grew long (SQLite store; see sqlite_store.cpp).
+  std::int64_t wal_checkpoints_background = 0;
+  std::int64_t wal_checkpoints_by_writer = 0;
 };
 
 // A store failure inside a write transaction. WriteTxn methods throw it; the

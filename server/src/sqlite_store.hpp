@@ -18,6 +18,12 @@ struct SqliteStoreOptions {
   int max_readers = 4;         // read connections opened on demand, at most this many
   bool durable = true;         // synchronous=FULL (an acknowledged commit survives power loss)
   int busy_timeout_ms = 5000;  // another process (the CLI) holding the write lock
+  // WAL checkpoints: a thread of the store copies the WAL into the database once
+  // a commit leaves it this many pages long (SQLite's own threshold)...
+  int wal_background_pages = 1000;
+  // ...and the writer does it itself past this many (~32 MB with 4 KiB pages),
+  // which a steady stream of commits needs for the WAL to start over.
+  int wal_writer_pages = 8000;
   // The schema a new or older file is migrated to. Only tests of migrations set
   // an older one; the store's methods assume the current schema.
   int schema_version = kServerSchemaVersion;

@@ -245,3 +245,70 @@ TEST_CASE("seqs of a failed job are handed out again and the counter is stored a
              .ok());
   CHECK(f.stats().head_seq == 4);
 }
+
+namespace {
+
+// Commits `entries` log entries of ~1 page each in one write transaction.
+void write_pages(ServerStore& store, int entries) {
+  auto txn = store.begin_write();
+  REQUIRE(txn);
+  for (int i = 0; i < entries; ++i) {
+    LogEntry e;
+    e.seq = (*txn)->next_seq();
+    e.record = "0193a0b0-0000-7000-8000-000000000001";
+    e.form = "kla";
+    e.form_version = 1;
+    e.scope = "14.03";
+    e.op = "upsert";
+    e.origin = "dev:" + std::to_string(e.seq);
+    e.fields = {{"note", std::string(3000, 'x')}};
+    (*txn)->insert_log(e);
+  }
+  REQUIRE((*txn)->commit());
+}
+
+std::uintmax_t file_size_or_zero(const std::filesystem::path& p) {
+  std::error_code ec;
+  auto n = std::filesystem::file_size(p, ec);
+  return ec ? 0 : n;
+}
+
+}  // namespace
+
+TEST_CASE("WAL checkpoints run on the store's own thread, and the WAL stays bounded",
+          "[server][group_commit][wal]") {
+  TempDir dir;
+  SqliteStoreOptions options;
+  options.path = (dir.path / "server.db").string();
+  options.wal_background_pages = 40;
+  options.wal_writer_pages = 400;
+  auto opened = open_sqlite_store(options);
+  REQUIRE(opened);
+  ServerStore& store = **opened;
+  const auto db_file = dir.path / "server.db";
+  const auto wal_file = dir.path / "server.db-wal";
+
+  // Past the background threshold: the checkpointer thread copies the pages into
+  // the database file, and the writer does not.
+  const auto db_before = file_size_or_zero(db_file);
+  write_pages(store, 60);
+  std::int64_t background = 0;
+  for (int i = 0; i < 500 && background == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    background = store.stats()->wal_checkpoints_background;
+  }
+  CHECK(background >= 1);
+  CHECK(store.stats()->wal_checkpoints_by_writer == 0);
+  CHECK(file_size_or_zero(db_file) > db_before + 50 * 4096);
+
+  // A long run of commits (over 2,000 pages): whatever the checkpointer manages
+  // meanwhile, the WAL starts over and its file stays near the writer's
+  // threshold of 400 pages, and every entry is there.
+  for (int round = 0; round < 60; ++round) write_pages(store, 30);
+  CHECK(file_size_or_zero(wal_file) < 1000 * (4096 + 24));
+  auto stats = store.stats();
+  REQUIRE(stats);
+  CHECK(stats->head_seq == 60 + 60 * 30);
+  CHECK(stats->log_entries == 60 + 60 * 30);
+  CHECK(stats->wal_checkpoints_background + stats->wal_checkpoints_by_writer >= 2);
+}
