@@ -10,6 +10,7 @@
 #include <cctype>
 #include <map>
 #include <set>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 
@@ -824,18 +825,27 @@ struct Store::Impl {
         .run();
   }
 
-  void apply_result(const ChangeResult& r) {
+  // `sent`: the change as the caller sent it, when it has it. A change is only
+  // sent once attempted, and an attempted outbox row never changes
+  // (update_change), so the row is then only looked up, not read and parsed again.
+  void apply_result(const ChangeResult& r, const Change* sent) {
     auto cid = ChangeId::parse(r.id);
     if (!cid || cid->device_id != device_id) return;
-    auto entry = outbox_entry(cid->counter);
-    // Not in the outbox (any more): its result was applied before - a response
-    // applied twice changes nothing the second time.
-    if (!entry || entry->change.id != r.id) return;
-    const Change& c = entry->change;
+    std::optional<OutboxEntry> entry;
+    {
+      auto q = db->query("SELECT change_id, attempted FROM outbox WHERE counter = ?1");
+      q.bind(1, cid->counter);
+      // Not in the outbox (any more): its result was applied before - a response
+      // applied twice changes nothing the second time.
+      if (!q.step() || q.text_view(0) != r.id) return;
+      if (!sent || q.int64(1) == 0) entry = outbox_entry(cid->counter);
+    }
+    const Change& c = entry ? entry->change : *sent;
+    const std::int64_t counter = cid->counter;
     auto row = load_record(c.record);
     if (!row) fail(Errc::internal, "outbox change " + c.id + " has no record");
-    delete_change(entry->counter);
-    auto later = pending(c.record, entry->counter);
+    delete_change(counter);
+    auto later = pending(c.record, counter);
 
     if (r.status == "rejected") {
       RejectReason reason =
@@ -844,7 +854,7 @@ struct Store::Impl {
             "INSERT INTO rejected(change_id, counter, record, change, code, message, field, "
             "rejected_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(change_id) DO NOTHING")
           .bind(1, c.id)
-          .bind(2, entry->counter)
+          .bind(2, counter)
           .bind(3, c.record)
           .bind(4, c.to_json().dump())
           .bind(5, reason.code)
@@ -1244,11 +1254,11 @@ Result<std::vector<Change>> Store::next_batch(std::int64_t max,
 
 Result<void> Store::apply_sync(const std::vector<Change>& sent, const SyncResponse& response) {
   return guarded([&]() -> Result<void> {
-    std::set<std::string> sent_ids;
-    for (const auto& c : sent) sent_ids.insert(c.id);
+    std::unordered_map<std::string_view, const Change*> sent_by_id;
+    for (const auto& c : sent) sent_by_id.emplace(c.id, &c);
     std::set<std::string> answered;
     for (const auto& r : response.results) {
-      if (!sent_ids.count(r.id))
+      if (!sent_by_id.count(r.id))
         fail(Errc::protocol, "the server answered for change " + r.id + ", which was not sent");
       if (!answered.insert(r.id).second)
         fail(Errc::protocol, "the server answered twice for change " + r.id);
@@ -1276,7 +1286,10 @@ Result<void> Store::apply_sync(const std::vector<Change>& sent, const SyncRespon
       ~Forget() { records.clear(); }
     } forget{impl_->applied_records};
     impl_->write([&] {
-      for (const auto& r : response.results) impl_->apply_result(r);
+      for (const auto& r : response.results) {
+        auto it = sent_by_id.find(r.id);
+        impl_->apply_result(r, it == sent_by_id.end() ? nullptr : it->second);
+      }
       for (const LogEntry* e : entries) impl_->apply_entry(*e);
       std::int64_t old = impl_->meta_int("cursor");
       if (response.cursor > old) impl_->set_meta("cursor", std::to_string(response.cursor));

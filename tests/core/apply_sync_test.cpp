@@ -130,6 +130,23 @@ TEST_CASE("a result that leaves out versions equal to its seq is read as seq (ad
   CHECK(t.s->get(t.id)->fields.at("ok").version == 13);
 }
 
+TEST_CASE("a result for a change that next_batch never handed out is applied as stored",
+          "[core][apply]") {
+  // The sync engine sends what next_batch returned (marked attempted, never
+  // changed after), and apply_sync uses that copy. A change taken otherwise is
+  // read from the outbox: a caller's copy that differs does not count.
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"count", 5}})).ok());
+  auto c = t.s->outbox()->at(0).change;
+  c.fields["count"] = 999;
+  REQUIRE(t.s->apply_sync({c}, response({result(c, "applied", 12)})).ok());
+  auto r = t.s->get(t.id);
+  CHECK(r->fields.at("count").value == 5);
+  CHECK(r->fields.at("count").version == 12);
+  CHECK_FALSE(r->fields.at("count").dirty);
+  CHECK(t.s->outbox()->empty());
+}
+
 TEST_CASE("applied: a later pending edit stays visible and is rebased", "[core][apply][rebase]") {
   Synced t;
   REQUIRE(t.s->put(edit(t.id, {{"count", 2}, {"note", "a"}})).ok());
