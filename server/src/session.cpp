@@ -63,13 +63,14 @@ std::optional<Response> answer_for_read_error(const beast::error_code& ec,
   return std::nullopt;
 }
 
-Request to_request(const http::request<http::string_body>& msg, std::string remote) {
+// Moves the body out of `msg` (up to the body limit, megabytes); the headers stay.
+Request to_request(http::request<http::string_body>& msg, std::string remote) {
   Request req;
   req.method = std::string(msg.method_string());
   req.target = std::string(msg.target());
   for (const auto& field : msg)
     req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  req.body = msg.body();
+  req.body = std::move(msg.body());
   req.remote_address = std::move(remote);
   return req;
 }

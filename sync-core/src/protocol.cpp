@@ -382,13 +382,14 @@ class StrictDom {
   bool end_object() { return close(); }
   bool end_array() { return close(); }
   bool key(json::string_t& k) {
-    json& object = *stack_.back();
-    if (object.contains(k)) {
+    // One lookup: try_emplace leaves `k` alone when the member is there already.
+    auto [it, added] = stack_.back()->get_ref<json::object_t&>().try_emplace(std::move(k));
+    if (!added) {
       error_ = "the JSON body has an object with the member " + json(k).dump() +
                " twice; duplicate member names are refused";
       return false;
     }
-    member_ = &object[std::move(k)];
+    member_ = &it->second;
     return true;
   }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
