@@ -557,10 +557,7 @@ Response Router::sync(const Request& req, const Caller& caller) {
   answer.cursor = page->cursor;
   answer.more = page->more;
   // Addition E: versions equal to the result's seq are left out when asked.
-  Response res = json_response(200, answer.to_json(sr.compact_versions));
-  res.free_after_send =
-      std::make_shared<std::pair<SyncRequest, SyncResponse>>(std::move(sr), std::move(answer));
-  return res;
+  return json_response(200, answer.to_json(sr.compact_versions));
 }
 
 Response Router::list_records(const Caller& caller,

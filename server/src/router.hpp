@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,10 +39,6 @@ struct Response {
   int status = 200;
   Headers headers;
   std::string body;
-  // State the handler is done with but that is large to free (a sync request's
-  // changes): the session drops it after the answer is written, while the client
-  // reads the answer, rather than before.
-  std::shared_ptr<const void> free_after_send;
 
   std::string header(std::string_view name) const;
 };

@@ -24,8 +24,7 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 
-// Takes the body out of `res` (a pull answer is up to megabytes); the rest of
-// `res`, free_after_send included, stays.
+// Takes the body out of `res` (a pull answer is up to megabytes).
 http::response<http::string_body> to_beast(Response& res, bool keep_alive) {
   http::response<http::string_body> msg{static_cast<http::status>(res.status), 11};
   msg.set(http::field::server, "fieldsync-server");
@@ -170,7 +169,6 @@ asio::awaitable<void> serve_requests(Stream& stream, SessionHost& host,
     auto msg = to_beast(res, keep_alive && !host.stopping);
     lowest.expires_after(limits.write_timeout);
     auto [wec, wn] = co_await http::async_write(stream, msg, kAwait);
-    res.free_after_send.reset();  // the client has the answer: now free the request's state
     if (wec || !msg.keep_alive()) break;
   }
 }
