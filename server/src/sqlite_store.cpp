@@ -484,9 +484,8 @@ std::int64_t load_head(Connection& c) {
 const std::string kRecordColumns =
     "id, form, form_version, scope, deleted, version, deleted_seq, key_text, fields";
 
-// The fields column: {"<field>": [<value>, <version>]}.
-// A record's fields as stored: {"name": [value, version], ...} in name order,
-// which is what a json object of them dumps to. Written here rather than built as
+// The fields column: {"<field>": [<value>, <version>], ...} in name order, which
+// is what a json object of them dumps to. Written here rather than built as
 // a json object first, which copied every value (the writer's hottest path); the
 // values and any name that needs escaping are still written by the library.
 std::string fields_text(const std::map<std::string, FieldRow>& fields) {

@@ -156,7 +156,9 @@ class Store {
   // Applies one sync round trip atomically: the per-change results for `sent`,
   // the pulled entries and the new cursor, in one transaction. Pulled values never
   // overwrite a field with unsynced local edits. Unknown result ids are an error
-  // (Errc::protocol) and nothing is applied.
+  // (Errc::protocol) and nothing is applied. `sent` is the batch as next_batch()
+  // returned it: those changes are applied as given (their outbox rows are frozen
+  // once handed out); any other change is read from the outbox.
   Result<void> apply_sync(const std::vector<Change>& sent, const SyncResponse& response);
 
   Result<std::int64_t> cursor() const;
