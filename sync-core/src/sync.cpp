@@ -206,6 +206,21 @@ Result<Applied> apply_round(Store& store, const std::vector<Change>& batch,
   return a;
 }
 
+// A batch of the outbox with its "changes" array already encoded: whoever takes
+// a batch encodes it too, so the helper thread does both while a request is out.
+struct Batch {
+  std::vector<Change> changes;
+  std::string text;  // SyncRequest::encode_changes(changes)
+};
+
+Result<Batch> take_batch(Store& store, std::int64_t max, const std::vector<Change>& in_flight) {
+  auto changes = store.next_batch(max, in_flight);
+  if (!changes) return std::move(changes).error();
+  Batch b{std::move(changes).value(), {}};
+  b.text = SyncRequest::encode_changes(b.changes);
+  return b;
+}
+
 void add(SyncProgress& p, const Applied& a) {
   ++p.round_trips;
   p.sent += a.sent;
@@ -251,15 +266,12 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   // when the next answer comes (that batch holds no record of the in-flight one).
   struct Job {
     Result<Applied> applied;
-    Result<std::vector<Change>> next;
-    std::string next_text;  // SyncRequest::encode_changes(next)
+    Result<Batch> next;
   };
-  std::optional<std::vector<Change>> prepared;            // the batch to send next
-  std::string prepared_text;                              // its changes, encoded
-  std::optional<Result<std::vector<Change>>> prefetched;  // taken by the helper
-  std::string prefetched_text;                            // its changes, encoded
-  std::future<Job> applying;                              // the previous answer, being applied
-  struct Helper {  // the thread applying it; joined on every way out
+  std::optional<Batch> prepared;            // the batch to send next
+  std::optional<Result<Batch>> prefetched;  // taken by the helper
+  std::future<Job> applying;                // the previous answer, being applied
+  struct Helper {                           // the thread applying it; joined on every way out
     std::thread thread;
     ~Helper() {
       if (thread.joinable()) thread.join();
@@ -272,7 +284,6 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
     if (helper.thread.joinable()) helper.thread.join();
     if (!job.applied) return std::move(job.applied).error();
     prefetched = std::move(job.next);
-    prefetched_text = std::move(job.next_text);
     add(progress, job.applied.value());
     if (options.on_progress) options.on_progress(progress);
     return {};
@@ -280,17 +291,14 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
 
   for (;;) {
     if (cancelled(options)) return Error(Errc::cancelled, "sync cancelled");
-    std::vector<Change> batch;
-    std::string batch_text;
+    Batch batch;
     if (prepared) {
       batch = std::move(*prepared);
-      batch_text = std::move(prepared_text);
       prepared.reset();
     } else {
-      auto b = store.next_batch(batch_size);
+      auto b = take_batch(store, batch_size, {});
       if (!b) return std::move(b).error();
       batch = std::move(b).value();
-      batch_text = SyncRequest::encode_changes(batch);
     }
 
     HttpRequest req;
@@ -304,7 +312,7 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
     // back; their results say what they did. Servers before addition D ignore it.
     // "compact_versions": true (addition E): a result leaves out the versions equal
     // to its seq, which is how apply_sync reads an absent one.
-    req.body = SyncRequest::encode_text(device_id, batch_text, since, options.pull_limit,
+    req.body = SyncRequest::encode_text(device_id, batch.text, since, options.pull_limit,
                                         /*echo=*/false, /*compact_versions=*/true);
     auto ex = exchange(transport, req, options, backoff, progress);
     // The store is consistent again (and free) once the previous answer is in.
@@ -322,46 +330,41 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
       continue;
     }
     if (ex->restart == Exchange::Restart::too_large) {
-      if (batch.size() <= 1) return ex->failure;
+      if (batch.changes.size() <= 1) return ex->failure;
       // Resend a smaller prefix of the same outbox (same ids, same content).
-      batch_size = std::max<std::int64_t>(1, static_cast<std::int64_t>(batch.size()) / 2);
+      batch_size = std::max<std::int64_t>(1, static_cast<std::int64_t>(batch.changes.size()) / 2);
       continue;
     }
 
     SyncResponse resp = std::move(*ex->answer);
-    if (!batch.empty() && resp.results.empty())
+    if (!batch.changes.empty() && resp.results.empty())
       return Error(Errc::protocol, "the server answered a push without any result");
-    if (resp.more && batch.empty() && resp.changes.empty() && resp.cursor <= since)
+    if (resp.more && batch.changes.empty() && resp.changes.empty() && resp.cursor <= since)
       return Error(Errc::protocol, "the server says there is more but sends nothing new");
 
     // The next round trip is decided now, before this answer is applied. Its batch
     // was taken (and encoded) by the helper while this request was out, or is here.
-    const bool was_prefetched = prefetched.has_value();
-    Result<std::vector<Change>> following =
-        was_prefetched ? std::move(*prefetched) : store.next_batch(batch_size, batch);
+    Result<Batch> following =
+        prefetched ? std::move(*prefetched) : take_batch(store, batch_size, batch.changes);
     prefetched.reset();
     if (!following) return std::move(following).error();
-    std::string following_text =
-        was_prefetched ? std::move(prefetched_text) : SyncRequest::encode_changes(*following);
-    if (resp.more || !following->empty()) {
+    if (resp.more || !following->changes.empty()) {
       since = std::max(since, resp.cursor);
       // What the helper needs to know of the batch that is about to leave.
       std::vector<Change> leaving;
-      leaving.reserve(following->size());
-      for (const auto& c : *following) {
+      leaving.reserve(following->changes.size());
+      for (const auto& c : following->changes) {
         Change id_only;
         id_only.id = c.id;
         id_only.record = c.record;
         leaving.push_back(std::move(id_only));
       }
       prepared = std::move(following).value();
-      prepared_text = std::move(following_text);
       auto job = std::make_shared<std::packaged_task<Job()>>(
-          [&store, batch_size, sent = std::move(batch), answer = std::move(resp),
+          [&store, batch_size, sent = std::move(batch.changes), answer = std::move(resp),
            in_flight = std::move(leaving)] {
-            Job j{apply_round(store, sent, answer), std::vector<Change>{}, {}};
-            if (j.applied) j.next = store.next_batch(batch_size, in_flight);
-            if (j.next) j.next_text = SyncRequest::encode_changes(*j.next);
+            Job j{apply_round(store, sent, answer), Batch{}};
+            if (j.applied) j.next = take_batch(store, batch_size, in_flight);
             return j;
           });
       applying = job->get_future();
@@ -375,7 +378,7 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
 
     // Last round trip for what is known now: apply, then look for changes saved
     // meanwhile or held back because their record was in this batch.
-    auto a = apply_round(store, batch, resp);
+    auto a = apply_round(store, batch.changes, resp);
     if (!a) return std::move(a).error();
     add(progress, a.value());
     since = progress.cursor;
