@@ -3,6 +3,7 @@
 
 #include <limits>
 #include <set>
+#include <stdexcept>
 #include <type_traits>
 
 #include "fieldsync/hlc.hpp"
@@ -77,13 +78,27 @@ bool read_conflicts(const json& j, std::vector<ConflictRef>& out) {
 
 }  // namespace
 
+namespace {
+
+// A change's members but "fields".
+json change_without_fields(const Change& c) {
+  json j = {{"id", c.id}, {"record", c.record}, {"op", c.op}, {"hlc", c.hlc}};
+  if (!c.form.empty()) j["form"] = c.form;
+  if (c.form_version) j["form_version"] = *c.form_version;
+  if (!c.scope.empty()) j["scope"] = c.scope;
+  j["base"] = versions_json(c.base);
+  return j;
+}
+
+bool has_fields_member(const Change& c) {
+  return c.op != "delete" || !c.fields.empty();
+}
+
+}  // namespace
+
 json Change::to_json() const {
-  json j = {{"id", id}, {"record", record}, {"op", op}, {"hlc", hlc}};
-  if (!form.empty()) j["form"] = form;
-  if (form_version) j["form_version"] = *form_version;
-  if (!scope.empty()) j["scope"] = scope;
-  if (op != "delete" || !fields.empty()) j["fields"] = fields;
-  j["base"] = versions_json(base);
+  json j = change_without_fields(*this);
+  if (has_fields_member(*this)) j["fields"] = fields;
   return j;
 }
 
@@ -242,6 +257,27 @@ std::string SyncRequest::encode_changes(const std::vector<Change>& changes) {
   json cs = json::array();
   for (const auto& c : changes) cs.push_back(c.to_json());
   return cs.dump();
+}
+
+std::string SyncRequest::encode_changes(const std::vector<Change>& changes,
+                                        const std::vector<std::string>& fields_texts) {
+  if (fields_texts.size() != changes.size())
+    throw std::invalid_argument("encode_changes: one fields text per change");
+  std::string out = "[";
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    if (i) out += ',';
+    std::string rest = change_without_fields(changes[i]).dump();  // "{...}", never empty
+    if (has_fields_member(changes[i])) {
+      out += "{\"fields\":";
+      out += fields_texts[i];
+      out += ',';
+      out.append(rest, 1);
+    } else {
+      out += rest;
+    }
+  }
+  out += ']';
+  return out;
 }
 
 std::string SyncRequest::encode_text(const std::string& device_id, std::string_view changes_text,

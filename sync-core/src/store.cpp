@@ -1214,7 +1214,19 @@ Result<std::vector<Change>> Store::next_batch(std::int64_t max) {
 
 Result<std::vector<Change>> Store::next_batch(std::int64_t max,
                                               const std::vector<Change>& in_flight) {
-  return guarded([&]() -> Result<std::vector<Change>> {
+  auto b = next_batch_encoded(max, in_flight, /*encode=*/false);
+  if (!b) return std::move(b).error();
+  return std::move(b->changes);
+}
+
+Result<OutboxBatch> Store::next_batch_encoded(std::int64_t max,
+                                              const std::vector<Change>& in_flight) {
+  return next_batch_encoded(max, in_flight, /*encode=*/true);
+}
+
+Result<OutboxBatch> Store::next_batch_encoded(std::int64_t max,
+                                              const std::vector<Change>& in_flight, bool encode) {
+  return guarded([&]() -> Result<OutboxBatch> {
     if (max < 1) fail(Errc::invalid_argument, "a batch holds at least one change");
     std::int64_t after = 0;
     std::set<std::string> records;  // of the batch so far, the in-flight one's included
@@ -1227,6 +1239,7 @@ Result<std::vector<Change>> Store::next_batch(std::int64_t max,
     }
     return impl_->write([&] {
       std::vector<OutboxEntry> batch;
+      std::vector<std::string> fields_texts;  // as stored: parsed into each change too
       {
         auto q = impl_->db->query(
             "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
@@ -1236,17 +1249,19 @@ Result<std::vector<Change>> Store::next_batch(std::int64_t max,
           OutboxEntry e = read_outbox(q, impl_->zero_bases_through);
           if (!records.insert(e.change.record).second) break;
           batch.push_back(std::move(e));
+          if (encode) fields_texts.emplace_back(q.text_view(7));
         }
       }
-      std::vector<Change> out;
-      out.reserve(batch.size());
+      OutboxBatch out;
+      out.changes.reserve(batch.size());
       for (auto& e : batch) {
         if (!e.attempted)
           impl_->db->query("UPDATE outbox SET attempted = 1 WHERE counter = ?1")
               .bind(1, e.counter)
               .run();
-        out.push_back(std::move(e.change));
+        out.changes.push_back(std::move(e.change));
       }
+      if (encode) out.text = SyncRequest::encode_changes(out.changes, fields_texts);
       return out;
     });
   });

@@ -206,21 +206,6 @@ Result<Applied> apply_round(Store& store, const std::vector<Change>& batch,
   return a;
 }
 
-// A batch of the outbox with its "changes" array already encoded: whoever takes
-// a batch encodes it too, so the helper thread does both while a request is out.
-struct Batch {
-  std::vector<Change> changes;
-  std::string text;  // SyncRequest::encode_changes(changes)
-};
-
-Result<Batch> take_batch(Store& store, std::int64_t max, const std::vector<Change>& in_flight) {
-  auto changes = store.next_batch(max, in_flight);
-  if (!changes) return std::move(changes).error();
-  Batch b{std::move(changes).value(), {}};
-  b.text = SyncRequest::encode_changes(b.changes);
-  return b;
-}
-
 void add(SyncProgress& p, const Applied& a) {
   ++p.round_trips;
   p.sent += a.sent;
@@ -266,12 +251,12 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   // when the next answer comes (that batch holds no record of the in-flight one).
   struct Job {
     Result<Applied> applied;
-    Result<Batch> next;
+    Result<OutboxBatch> next;
   };
-  std::optional<Batch> prepared;            // the batch to send next
-  std::optional<Result<Batch>> prefetched;  // taken by the helper
-  std::future<Job> applying;                // the previous answer, being applied
-  struct Helper {                           // the thread applying it; joined on every way out
+  std::optional<OutboxBatch> prepared;            // the batch to send next
+  std::optional<Result<OutboxBatch>> prefetched;  // taken by the helper
+  std::future<Job> applying;                      // the previous answer, being applied
+  struct Helper {                                 // the thread applying it; joined on every way out
     std::thread thread;
     ~Helper() {
       if (thread.joinable()) thread.join();
@@ -291,12 +276,12 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
 
   for (;;) {
     if (cancelled(options)) return Error(Errc::cancelled, "sync cancelled");
-    Batch batch;
+    OutboxBatch batch;
     if (prepared) {
       batch = std::move(*prepared);
       prepared.reset();
     } else {
-      auto b = take_batch(store, batch_size, {});
+      auto b = store.next_batch_encoded(batch_size, {});
       if (!b) return std::move(b).error();
       batch = std::move(b).value();
     }
@@ -344,8 +329,8 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
 
     // The next round trip is decided now, before this answer is applied. Its batch
     // was taken (and encoded) by the helper while this request was out, or is here.
-    Result<Batch> following =
-        prefetched ? std::move(*prefetched) : take_batch(store, batch_size, batch.changes);
+    Result<OutboxBatch> following =
+        prefetched ? std::move(*prefetched) : store.next_batch_encoded(batch_size, batch.changes);
     prefetched.reset();
     if (!following) return std::move(following).error();
     if (resp.more || !following->changes.empty()) {
@@ -363,8 +348,8 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
       auto job = std::make_shared<std::packaged_task<Job()>>(
           [&store, batch_size, sent = std::move(batch.changes), answer = std::move(resp),
            in_flight = std::move(leaving)] {
-            Job j{apply_round(store, sent, answer), Batch{}};
-            if (j.applied) j.next = take_batch(store, batch_size, in_flight);
+            Job j{apply_round(store, sent, answer), OutboxBatch{}};
+            if (j.applied) j.next = store.next_batch_encoded(batch_size, in_flight);
             return j;
           });
       applying = job->get_future();

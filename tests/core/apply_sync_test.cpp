@@ -147,6 +147,39 @@ TEST_CASE("a result for a change that next_batch never handed out is applied as 
   CHECK(t.s->outbox()->empty());
 }
 
+TEST_CASE("a batch encoded from the outbox's text is the batch next_batch gives, encoded",
+          "[core][apply]") {
+  Synced t;
+  REQUIRE(t.s->put(edit(t.id, {{"count", 7}, {"note", "tab\there, \"quotes\", é"}})).ok());
+  auto other = *t.s->put(new_record({{"name", "y"}}));
+  auto first = t.s->next_batch_encoded(10, {});
+  REQUIRE(first.ok());
+  REQUIRE(first->changes.size() == 2);
+  CHECK(first->changes[0].base == VersionMap{{"", 10}, {"count", 10}});
+  CHECK(json::parse(first->text) == json::parse(SyncRequest::encode_changes(first->changes)));
+  REQUIRE(t.s->put(edit(t.id, {{"count", 8}})).ok());  // a second change of t.id, not coalesced
+  // Handed out like next_batch's: attempted, and the rest follows the batch.
+  auto outbox = t.s->outbox();
+  REQUIRE(outbox.ok());
+  REQUIRE(outbox->size() == 3);
+  CHECK(outbox->at(0).attempted);
+  CHECK(outbox->at(1).attempted);
+  CHECK_FALSE(outbox->at(2).attempted);
+  auto second = t.s->next_batch_encoded(10, first->changes);
+  REQUIRE(second.ok());
+  REQUIRE(second->changes.size() == 0);  // t.id and the other record are in flight
+  REQUIRE(t.s->apply_sync(first->changes, response({result(first->changes[0], "applied", 11),
+                                                    result(first->changes[1], "applied", 12)}))
+              .ok());
+  REQUIRE(t.s->remove(other).ok());
+  auto third = t.s->next_batch_encoded(10, {});
+  REQUIRE(third.ok());
+  REQUIRE(third->changes.size() == 2);
+  CHECK(third->changes[1].op == "delete");
+  CHECK(json::parse(third->text) == json::parse(SyncRequest::encode_changes(third->changes)));
+  CHECK_FALSE(json::parse(third->text)[1].contains("fields"));
+}
+
 TEST_CASE("applied: a later pending edit stays visible and is rebased", "[core][apply][rebase]") {
   Synced t;
   REQUIRE(t.s->put(edit(t.id, {{"count", 2}, {"note", "a"}})).ok());

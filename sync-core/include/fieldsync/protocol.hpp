@@ -126,6 +126,12 @@ struct SyncRequest {
   // out), then the body around it. Parsed, encode_text(d, encode_changes(cs), ...)
   // equals encode(d, cs, ...).
   static std::string encode_changes(const std::vector<Change>& changes);
+  // The same array for changes whose "fields" the caller holds as JSON text (a
+  // device's stored outbox): fields_texts[i], the text of changes[i].fields, is
+  // written as it is instead of encoding the values again. Throws
+  // std::invalid_argument unless there is one text per change.
+  static std::string encode_changes(const std::vector<Change>& changes,
+                                    const std::vector<std::string>& fields_texts);
   static std::string encode_text(const std::string& device_id, std::string_view changes_text,
                                  std::int64_t since, std::int64_t limit, bool echo = true,
                                  bool compact_versions = false);

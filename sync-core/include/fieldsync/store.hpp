@@ -77,6 +77,12 @@ struct OutboxEntry {
   std::string created_at;
 };
 
+// A batch of the outbox to push, and its "changes" array as JSON text.
+struct OutboxBatch {
+  std::vector<Change> changes;
+  std::string text;
+};
+
 struct RejectedChange {
   Change change;
   RejectReason reason;
@@ -152,6 +158,10 @@ class Store {
   // also before a change of a record in `in_flight`. Lets sync() send the next
   // round trip while the previous answer is being applied.
   Result<std::vector<Change>> next_batch(std::int64_t max, const std::vector<Change>& in_flight);
+  // next_batch(max, in_flight) with the batch's "changes" array of a sync request
+  // already encoded (SyncRequest::encode_changes), each change's fields written
+  // from the outbox's stored text rather than encoded again.
+  Result<OutboxBatch> next_batch_encoded(std::int64_t max, const std::vector<Change>& in_flight);
 
   // Applies one sync round trip atomically: the per-change results for `sent`,
   // the pulled entries and the new cursor, in one transaction. Pulled values never
@@ -180,6 +190,8 @@ class Store {
   struct Impl;
 
  private:
+  Result<OutboxBatch> next_batch_encoded(std::int64_t max, const std::vector<Change>& in_flight,
+                                         bool encode);
   explicit Store(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
