@@ -1,5 +1,7 @@
 // Applying a sync round trip (Store::apply_sync): each result status, rebasing of
 // later changes, pulled entries, review marks, the cursor, and malformed answers.
+#include <sqlite3.h>
+
 #include "fieldsync/ids.hpp"
 #include "store_fixture.hpp"
 
@@ -178,6 +180,48 @@ TEST_CASE("a batch encoded from the outbox's text is the batch next_batch gives,
   CHECK(third->changes[1].op == "delete");
   CHECK(json::parse(third->text) == json::parse(SyncRequest::encode_changes(third->changes)));
   CHECK_FALSE(json::parse(third->text)[1].contains("fields"));
+}
+
+TEST_CASE("a first create applied stores the same values text as any other answer",
+          "[core][apply]") {
+  // A create of a record the server never had is written straight to text
+  // (store.cpp, apply_result); the text must be what the general path writes.
+  TempDir dir;
+  auto s = open_with_form(dir.file("a.db"));
+  const json values = {
+      {"name", "é \"q\"\n\\ \u0001"},    {"count", 0},           {"ok", false},
+      {"tags", json::array({"a", "c"})}, {"when", "2026-11-29"}, {"note", nullptr}};
+  auto id = *s->put(new_record(values));
+  auto batch = *s->next_batch(10);
+  REQUIRE(batch.size() == 1);
+  // count was equal on the server already (version 5); the rest is the seq.
+  REQUIRE(s->apply_sync(batch, response({result(batch[0], "applied", 12, {{"count", 5}})}, {}, 12))
+              .ok());
+  json expected = json::object();
+  for (const auto& [name, value] : batch[0].fields.items())
+    expected[name] = json::array({value, name == "count" ? 5 : 12});
+  std::string stored;
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(dir.file("a.db").c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT synced FROM records WHERE id = ?1", -1, &q, nullptr) ==
+            SQLITE_OK);
+    sqlite3_bind_text(q, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+    stored = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+  }
+  CHECK(stored == expected.dump());
+  auto rec = s->get(id);
+  REQUIRE(rec.ok());
+  CHECK_FALSE(rec->dirty);
+  CHECK(rec->version == 12);
+  for (const auto& [name, value] : batch[0].fields.items()) {
+    CHECK(rec->fields.at(name).value == value);
+    CHECK(rec->fields.at(name).version == (name == "count" ? 5 : 12));
+  }
 }
 
 TEST_CASE("applied: a later pending edit stays visible and is rebased", "[core][apply][rebase]") {
