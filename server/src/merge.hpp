@@ -4,6 +4,7 @@
 // Written against WriteTxn only, so it works on any ServerStore.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -37,6 +38,31 @@ std::string received_hash(const json& raw);
 // the text with every zero base written out (what the device core sent then), so
 // a change sent before an upgrade of server or app is still replayed after it.
 bool same_content(const std::string& stored, const json& raw, const std::string& hash);
+
+// Hands hashes computed on a request thread to the writer thread as they come:
+// the request thread publishes how many are ready, the writer waits for each.
+class HashFeed {
+ public:
+  void publish(std::size_t ready) {
+    ready_.store(ready, std::memory_order_release);
+    ready_.notify_all();
+  }
+  // The producer failed: every wait_for() returns false from now on.
+  void abandon() { publish(kAbandoned); }
+  // Blocks until item `i` is published; false if the producer abandoned.
+  bool wait_for(std::size_t i) {
+    std::size_t seen = ready_.load(std::memory_order_acquire);
+    while (seen <= i) {
+      ready_.wait(seen, std::memory_order_acquire);
+      seen = ready_.load(std::memory_order_acquire);
+    }
+    return seen != kAbandoned;
+  }
+
+ private:
+  static constexpr std::size_t kAbandoned = static_cast<std::size_t>(-1);
+  std::atomic<std::size_t> ready_{0};
+};
 
 struct MergeContext {
   Caller caller;

@@ -507,21 +507,24 @@ Response Router::sync(const Request& req, const Caller& caller) {
 
   SyncResponse answer;
   if (!sr.raw_changes.empty()) {
-    // Each change's replay identity, computed here so the writer does not have to.
-    std::vector<std::string> hashes;
-    hashes.reserve(sr.raw_changes.size());
-    for (auto& raw : sr.raw_changes) hashes.push_back(change_hash(raw));
+    // Each change's replay identity is computed here, off the writer thread, while
+    // the writer already merges the changes hashed so far.
+    std::vector<std::string> hashes(sr.raw_changes.size());
+    HashFeed feed;
     MergeStats stats;
     bool revoked_meanwhile = false;
-    auto r = writer_.run([&](WriteTxn& txn) -> Result<void> {
+    auto ticket = writer_.start([&](WriteTxn& txn) -> Result<void> {
       answer.results.clear();
       // Again inside the push's transaction: a revocation committed since the
       // check above wins, and nothing is written.
       revoked_meanwhile = txn.device_revocation(sr.device_id).has_value();
       if (revoked_meanwhile) return {};
       Merger merger(txn, MergeContext{caller, sr.device_id, now});
-      for (std::size_t i = 0; i < sr.raw_changes.size(); ++i)
+      for (std::size_t i = 0; i < sr.raw_changes.size(); ++i) {
+        if (!feed.wait_for(i))
+          return Error(Errc::internal, "the request's changes were not hashed");
         answer.results.push_back(merger.apply(sr.raw_changes[i], hashes[i]));
+      }
       stats = merger.stats();
       DeviceUpdate d = device;
       d.last_error = stats.last_error;
@@ -530,6 +533,17 @@ Response Router::sync(const Request& req, const Caller& caller) {
       txn.update_device(d);
       return {};
     });
+    try {
+      for (std::size_t i = 0; i < sr.raw_changes.size(); ++i) {
+        hashes[i] = change_hash(sr.raw_changes[i]);
+        feed.publish(i + 1);
+      }
+    } catch (...) {
+      feed.abandon();       // the job stops waiting and rolls back
+      (void)ticket.wait();  // it uses this frame: it must be over before unwinding
+      throw;
+    }
+    auto r = ticket.wait();
     if (!r) return store_error(r.error());
     if (revoked_meanwhile) return device_refused();
     metrics_.count_changes(stats);

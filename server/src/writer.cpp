@@ -31,17 +31,31 @@ Writer::~Writer() {
 }
 
 Result<void> Writer::run(Job job) {
+  return start(std::move(job)).wait();
+}
+
+Writer::Ticket Writer::start(Job job) {
+  Ticket t;
   auto p = std::make_shared<Pending>();
   p->job = std::move(job);
   {
     std::lock_guard lock(mutex_);
-    if (stopping_) return Error(Errc::io, "the server is shutting down");
+    if (stopping_) {
+      t.refused_ = Error(Errc::io, "the server is shutting down");
+      return t;
+    }
     queue_.push_back(p);
   }
   work_cv_.notify_one();
-  std::unique_lock lock(p->mutex);
-  p->cv.wait(lock, [&] { return p->done; });
-  return std::move(p->result);
+  t.pending_ = std::move(p);
+  return t;
+}
+
+Result<void> Writer::Ticket::wait() {
+  if (!pending_) return refused_;
+  std::unique_lock lock(pending_->mutex);
+  pending_->cv.wait(lock, [&] { return pending_->done; });
+  return std::move(pending_->result);
 }
 
 void Writer::post(Job job) {

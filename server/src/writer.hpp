@@ -22,6 +22,8 @@ struct WriterOptions {
 };
 
 class Writer {
+  struct Pending;
+
  public:
   // A unit of work. Returns an Error (or throws StoreFailure) to have its own
   // writes rolled back; other jobs of the batch are unaffected. Runs on the
@@ -39,6 +41,21 @@ class Writer {
   // committed (ok) or failed (the error; the job's writes are gone). Thread-safe.
   // After stop() it returns an Errc::io error without running the job.
   Result<void> run(Job job);
+
+  // run() in two halves, for a caller with work to do while its job waits or
+  // runs (work the job may itself wait for): start() queues the job, and the
+  // ticket's wait() blocks until its transaction committed or failed. The caller
+  // must wait() before anything the job uses goes away.
+  class Ticket {
+   public:
+    Result<void> wait();
+
+   private:
+    friend class Writer;
+    std::shared_ptr<Pending> pending_;  // null when refused
+    Error refused_;
+  };
+  Ticket start(Job job);
   // Queues `job` without waiting (bookkeeping nobody waits for). Thread-safe.
   void post(Job job);
 
@@ -52,7 +69,6 @@ class Writer {
   std::size_t queued() const;
 
  private:
-  struct Pending;
   void loop();
   void run_batch(std::deque<std::shared_ptr<Pending>>& batch);
 

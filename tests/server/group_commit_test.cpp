@@ -3,9 +3,11 @@
 // alone.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <set>
 #include <thread>
 
+#include "merge.hpp"
 #include "server_fixture.hpp"
 
 using namespace fieldsync;
@@ -183,6 +185,69 @@ TEST_CASE("a failing job in a group is rolled back alone", "[server][group_commi
   CHECK(!f.store->user("two").value().has_value());
   CHECK(!f.store->user("three").value().has_value());
   CHECK(f.stats().head_seq == 0);  // the failed job's seq was rolled back too
+}
+
+TEST_CASE("a started job consumes what its caller hands over meanwhile, or stops if abandoned",
+          "[server][group_commit]") {
+  // Router::sync merges each change once its hash is published (HashFeed): the
+  // writer runs the job while the request thread is still hashing.
+  ServerFixture f(RouterOptions{}, false);
+  auto user = [](const std::string& name) {
+    UserRecord u;
+    u.name = name;
+    u.role = "officer";
+    u.password = PasswordHash{"pbkdf2-sha256", 1, "s", "h"};
+    return u;
+  };
+  const std::vector<std::string> names = {"a1", "a2", "a3", "a4", "a5"};
+  // A job that adds a user per item, each once the caller has published it.
+  auto consume = [&](std::vector<std::string>& items, HashFeed& feed) -> Writer::Job {
+    return [&, user](WriteTxn& txn) -> Result<void> {
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        if (!feed.wait_for(i)) return Error(Errc::internal, "abandoned");
+        txn.put_user(user(items[i]));
+      }
+      return {};
+    };
+  };
+  SECTION("every item published: all of it committed") {
+    std::vector<std::string> items(names.size());
+    HashFeed feed;
+    auto ticket = f.writer->start(consume(items, feed));
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the job waits meanwhile
+      items[i] = names[i];
+      feed.publish(i + 1);
+    }
+    REQUIRE(ticket.wait().ok());
+    for (const auto& n : names) CHECK(f.store->user(n).value().has_value());
+  }
+  SECTION("abandoned halfway: the job stops and nothing of it is kept") {
+    std::vector<std::string> items(names.size());
+    HashFeed feed;
+    auto ticket = f.writer->start(consume(items, feed));
+    items[0] = names[0];
+    items[1] = names[1];
+    feed.publish(2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    feed.abandon();
+    auto r = ticket.wait();
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::internal);
+    CHECK_FALSE(f.store->user(names[0]).value().has_value());
+  }
+  SECTION("after stop, start refuses without running the job") {
+    f.writer->stop();
+    bool ran = false;
+    auto ticket = f.writer->start([&](WriteTxn&) -> Result<void> {
+      ran = true;
+      return {};
+    });
+    auto r = ticket.wait();
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::io);
+    CHECK_FALSE(ran);
+  }
 }
 
 TEST_CASE("seqs of a failed job are handed out again and the counter is stored at commit",
