@@ -16,6 +16,15 @@ using namespace fieldsync::server::test;
 
 namespace {
 
+// An officer row to write from a job (the password hash is never checked here).
+UserRecord user(const std::string& name) {
+  UserRecord u;
+  u.name = name;
+  u.role = "officer";
+  u.password = PasswordHash{"pbkdf2-sha256", 1, "s", "h"};
+  return u;
+}
+
 // Waits until `n` jobs are queued on a paused writer.
 void wait_for_queue(Writer& writer, std::size_t n) {
   for (int i = 0; i < 2000 && writer.queued() < n; ++i)
@@ -139,13 +148,6 @@ TEST_CASE("without pausing, concurrent pushes from threads are all committed",
 
 TEST_CASE("a failing job in a group is rolled back alone", "[server][group_commit]") {
   ServerFixture f(RouterOptions{}, false);
-  auto user = [](const std::string& name) {
-    UserRecord u;
-    u.name = name;
-    u.role = "officer";
-    u.password = PasswordHash{"pbkdf2-sha256", 1, "s", "h"};
-    return u;
-  };
   f.writer->pause();
   Result<void> r1, r2, r3;
   std::thread t1([&] {
@@ -192,17 +194,10 @@ TEST_CASE("a started job consumes what its caller hands over meanwhile, or stops
   // Router::sync merges each change once its hash is published (HashFeed): the
   // writer runs the job while the request thread is still hashing.
   ServerFixture f(RouterOptions{}, false);
-  auto user = [](const std::string& name) {
-    UserRecord u;
-    u.name = name;
-    u.role = "officer";
-    u.password = PasswordHash{"pbkdf2-sha256", 1, "s", "h"};
-    return u;
-  };
   const std::vector<std::string> names = {"a1", "a2", "a3", "a4", "a5"};
   // A job that adds a user per item, each once the caller has published it.
   auto consume = [&](std::vector<std::string>& items, HashFeed& feed) -> Writer::Job {
-    return [&, user](WriteTxn& txn) -> Result<void> {
+    return [&](WriteTxn& txn) -> Result<void> {
       for (std::size_t i = 0; i < items.size(); ++i) {
         if (!feed.wait_for(i)) return Error(Errc::internal, "abandoned");
         txn.put_user(user(items[i]));
