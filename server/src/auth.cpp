@@ -237,6 +237,8 @@ Result<LoginOutcome> Auth::login(const LoginRequest& request, const std::string&
   out.kind = LoginOutcome::Kind::ok;
   out.response.token = token;
   out.response.expires_at = format_rfc3339_ms(t.expires_at_ms);
+  // Addition F: sync requests may carry omit_own_through (docs/protocol.md).
+  out.response.features = {"omit_own"};
   out.response.user = UserInfo{(*user)->name, (*user)->role, (*user)->scopes};
   return out;
 }

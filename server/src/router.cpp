@@ -561,10 +561,14 @@ Response Router::sync(const Request& req, const Caller& caller) {
 
   // Addition D: with "echo": false the entries of this request's own changes
   // (replays included) stay out of the pull; their results carry what they did.
-  std::unordered_set<std::int64_t> omit;
+  PullOmit omit;
   if (!sr.echo)
     for (const auto& r : answer.results)
-      if (r.seq > 0) omit.insert(r.seq);
+      if (r.seq > 0) omit.seqs.insert(r.seq);
+  // Addition F: the entries of the device's changes up to a counter it names stay
+  // out too; it has their results or gets them by resending those changes.
+  omit.device_id = sr.device_id;
+  omit.own_through = sr.omit_own_through;
   auto page = store_.pull(ScopeFilter::of(caller), sr.since, limit, omit);
   if (!page) return store_error(page.error());
   answer.changes = std::move(page->entries);

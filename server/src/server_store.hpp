@@ -196,6 +196,22 @@ struct PullPage {
   bool more = false;
 };
 
+// The entries a pull leaves out as if returned (protocol.md, additions D and F).
+struct PullOmit {
+  std::unordered_set<std::int64_t> seqs;  // D: those of the request's own changes
+  std::string device_id;                  // F: those of this device's changes ...
+  std::int64_t own_through = 0;           // ... whose counter is at most this (0: none)
+  // F leaves out at most this many entries per page; the page then ends there with
+  // more: true, so one request never reads a whole log of the device's own pushes.
+  static constexpr std::int64_t kMaxOwnPerPage = 5000;
+
+  bool own(std::string_view origin) const {
+    if (own_through <= 0) return false;
+    auto id = ChangeId::parse(origin);
+    return id && id->counter <= own_through && id->device_id == device_id;
+  }
+};
+
 struct RecordsQuery {
   ScopeFilter filter;
   std::string form;          // empty = any
@@ -348,11 +364,10 @@ class ServerStore {
   virtual Result<std::optional<Form>> form(const std::string& id,
                                            std::optional<std::int64_t> version) = 0;
   // Log entries with seq > since within `filter`, at most `limit`, from one
-  // snapshot; cursor/more as protocol.md's pull. Entries whose seq is in `omit`
-  // are left out as if returned (addition D: the caller's own changes' entries).
-  // Precondition: since <= head.
+  // snapshot; cursor/more as protocol.md's pull. The entries `omit` names are left
+  // out as if returned (additions D and F). Precondition: since <= head.
   virtual Result<PullPage> pull(const ScopeFilter& filter, std::int64_t since, std::int64_t limit,
-                                const std::unordered_set<std::int64_t>& omit = {}) = 0;
+                                const PullOmit& omit = {}) = 0;
   virtual Result<std::optional<RecordState>> record(const std::string& id) = 0;
   virtual Result<RecordsPage> records(const RecordsQuery& query) = 0;
   virtual Result<std::optional<ConflictRow>> conflict(std::int64_t id) = 0;

@@ -1090,7 +1090,7 @@ class SqliteStore final : public ServerStore {
   }
 
   Result<PullPage> pull(const ScopeFilter& filter, std::int64_t since, std::int64_t limit,
-                        const std::unordered_set<std::int64_t>& omit) override {
+                        const PullOmit& omit) override {
     return read([&](Connection& c) {
       PullPage page;
       std::int64_t head = load_head(c);
@@ -1102,18 +1102,30 @@ class SqliteStore final : public ServerStore {
       }
       sql += " ORDER BY seq LIMIT ?3";
       auto q = c.query(sql);
-      // Omitted entries count as returned, so at most omit.size() more rows are read.
-      q.bind(1, since).bind(2, head).bind(3, limit + static_cast<std::int64_t>(omit.size()) + 1);
+      // Omitted entries count as returned, so at most that many more rows are read:
+      // every row past the last one read would end the page.
+      const std::int64_t own_max = omit.own_through > 0 ? PullOmit::kMaxOwnPerPage : 0;
+      q.bind(1, since).bind(2, head).bind(
+          3, limit + static_cast<std::int64_t>(omit.seqs.size()) + own_max + 1);
       for (std::size_t i = 0; i < clause.params.size(); ++i)
         q.bind(static_cast<int>(4 + i), clause.params[i]);
       std::int64_t last = since;  // the last seq returned or omitted
+      std::int64_t own_omitted = 0;
       while (q.step()) {
         if (static_cast<std::int64_t>(page.entries.size()) == limit) {
           page.more = true;
           break;
         }
         const std::int64_t seq = q.int64(0);
-        if (!omit.count(seq)) page.entries.push_back(read_log(q));
+        if (own_max > 0 && omit.own(q.text(7))) {  // column 7: origin
+          if (own_omitted == own_max) {
+            page.more = true;
+            break;
+          }
+          ++own_omitted;
+        } else if (!omit.seqs.count(seq)) {
+          page.entries.push_back(read_log(q));
+        }
         last = seq;
       }
       if (page.more) {

@@ -148,10 +148,17 @@ bool is_certificate_failure(const error_code& ec) {
 
 class HttpTransport final : public Transport {
  public:
-  HttpTransport(ParsedUrl url, std::unique_ptr<ssl::context> tls_context)
+  HttpTransport(ParsedUrl url, std::shared_ptr<ssl::context> tls_context)
       : url_(std::move(url)), tls_context_(std::move(tls_context)), resolver_(ioc_) {}
 
   ~HttpTransport() override { close(); }
+
+  // A second connection to the same server with the same trust settings. The
+  // TLS context is shared: OpenSSL's SSL_CTX may serve connections on several
+  // threads once configured, and nothing configures it after this point.
+  std::unique_ptr<Transport> another() override {
+    return std::make_unique<HttpTransport>(url_, tls_context_);
+  }
 
   Result<HttpResponse> send(const HttpRequest& request,
                             std::chrono::milliseconds timeout) override {
@@ -449,7 +456,7 @@ class HttpTransport final : public Transport {
   }
 
   ParsedUrl url_;
-  std::unique_ptr<ssl::context> tls_context_;
+  std::shared_ptr<ssl::context> tls_context_;  // shared with the transports another() made
   asio::io_context ioc_{1};
   tcp::resolver resolver_;
   std::unique_ptr<beast::tcp_stream> plain_;
@@ -466,9 +473,9 @@ Result<std::unique_ptr<Transport>> make_http_transport(const HttpTransportOption
   if (!url->tls && !options.ca_file.empty())
     return Error(Errc::invalid_argument, "ca_file is only used with an https:// base URL");
 
-  std::unique_ptr<ssl::context> context;
+  std::shared_ptr<ssl::context> context;
   if (url->tls) {
-    context = std::make_unique<ssl::context>(ssl::context::tls_client);
+    context = std::make_shared<ssl::context>(ssl::context::tls_client);
     SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION);
     error_code ec;
     context->set_verify_mode(ssl::verify_peer, ec);

@@ -243,13 +243,15 @@ Result<LogEntry> LogEntry::from_json(const json& j) {
 }
 
 json SyncRequest::encode(const std::string& device_id, const std::vector<Change>& changes,
-                         std::int64_t since, std::int64_t limit, bool echo, bool compact_versions) {
+                         std::int64_t since, std::int64_t limit, bool echo, bool compact_versions,
+                         std::int64_t omit_own_through) {
   json cs = json::array();
   for (const auto& c : changes) cs.push_back(c.to_json());
   json body = {
       {"device_id", device_id}, {"changes", std::move(cs)}, {"since", since}, {"limit", limit}};
   if (!echo) body["echo"] = false;  // omitted when true: what servers before addition D expect
-  if (compact_versions) body["compact_versions"] = true;  // likewise, addition E
+  if (compact_versions) body["compact_versions"] = true;                  // likewise, addition E
+  if (omit_own_through > 0) body["omit_own_through"] = omit_own_through;  // addition F
   return body;
 }
 
@@ -282,8 +284,8 @@ std::string SyncRequest::encode_changes(const std::vector<Change>& changes,
 
 std::string SyncRequest::encode_text(const std::string& device_id, std::string_view changes_text,
                                      std::int64_t since, std::int64_t limit, bool echo,
-                                     bool compact_versions) {
-  json rest = encode(device_id, {}, since, limit, echo, compact_versions);
+                                     bool compact_versions, std::int64_t omit_own_through) {
+  json rest = encode(device_id, {}, since, limit, echo, compact_versions, omit_own_through);
   rest.erase("changes");
   std::string out = rest.dump();  // an object with device_id at least: "{...}"
   out.pop_back();
@@ -315,7 +317,8 @@ Result<SyncRequest> decode_sync_request_shape(json&& body) {
     }
     r.raw_changes = std::move(cs->get_ref<json::array_t&>());
   }
-  for (auto [key, out] : {std::pair{"since", &r.since}, std::pair{"limit", &r.limit}}) {
+  for (auto [key, out] : {std::pair{"since", &r.since}, std::pair{"limit", &r.limit},
+                          std::pair{"omit_own_through", &r.omit_own_through}}) {
     auto it = body.find(key);
     if (it == body.end() || it->is_null()) continue;
     if (!is_count(*it)) return bad(std::string(key) + " must be a whole number >= 0");

@@ -1353,6 +1353,13 @@ Result<std::int64_t> Store::cursor() const {
   });
 }
 
+Result<std::int64_t> Store::last_counter() const {
+  return guarded([&]() -> Result<std::int64_t> {
+    return impl_->read(
+        [&] { return std::max<std::int64_t>(1, impl_->meta_int("next_counter")) - 1; });
+  });
+}
+
 Result<void> Store::reset_cursor() {
   return guarded([&]() -> Result<void> {
     impl_->write([&] { impl_->set_meta("cursor", "0"); });

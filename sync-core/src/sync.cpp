@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <deque>
 #include <future>
 #include <memory>
 #include <optional>
@@ -12,10 +13,13 @@
 #include <system_error>
 #include <thread>
 
+#include "fieldsync/ids.hpp"
+
 namespace fieldsync {
 namespace {
 
 constexpr std::chrono::milliseconds kSleepSlice{50};
+constexpr int kMaxInFlight = 8;  // connections one sync may open
 
 bool cancelled(const SyncOptions& o) {
   return o.cancel && o.cancel->load(std::memory_order_relaxed);
@@ -139,22 +143,27 @@ struct Exchange {
   Error failure;  // the error behind `restart`
 };
 
+// What one request's attempts moved, added to the progress by the calling thread.
+struct Traffic {
+  std::int64_t bytes_up = 0, bytes_down = 0, retries = 0;
+};
+
 // Sends `req` until it is answered, retrying transient failures with the same
 // request: a change that reached the server before its answer was lost is replayed
 // there. Uses the transport only, never the store.
 Result<Exchange> exchange(Transport& transport, const HttpRequest& req, const SyncOptions& options,
-                          Backoff& backoff, SyncProgress& progress) {
+                          Backoff& backoff, Traffic& traffic) {
   Exchange out;
   for (int attempt = 1;; ++attempt) {
     if (cancelled(options)) return Error(Errc::cancelled, "sync cancelled");
-    progress.bytes_up += static_cast<std::int64_t>(req.body.size());
+    traffic.bytes_up += static_cast<std::int64_t>(req.body.size());
     auto resp = transport.send(req, options.attempt_timeout);
     Error failure;
     std::optional<std::chrono::milliseconds> wait;
     if (!resp) {
       failure = std::move(resp).error();
     } else {
-      progress.bytes_down += static_cast<std::int64_t>(resp->body.size());
+      traffic.bytes_down += static_cast<std::int64_t>(resp->body.size());
       if (resp->status == 200) {
         json body = json::parse(resp->body, nullptr, false);
         if (body.is_discarded()) return Error(Errc::protocol, "the sync answer is not JSON");
@@ -178,7 +187,7 @@ Result<Exchange> exchange(Transport& transport, const HttpRequest& req, const Sy
     }
     if (!errc_is_transient(failure.code)) return failure;
     if (attempt >= options.max_attempts) return failure;
-    ++progress.retries;
+    ++traffic.retries;
     if (!sleep_for(options, wait.value_or(backoff.delay(attempt))))
       return Error(Errc::cancelled, "sync cancelled");
   }
@@ -216,17 +225,64 @@ void add(SyncProgress& p, const Applied& a) {
   p.cursor = a.cursor;
 }
 
+// Whether the server said at login that it leaves out a device's own entries
+// (addition F), so that a second request may be out while one pulls.
+bool server_omits_own(Store& store) {
+  auto features = store.setting("features");
+  if (!features || !features.value()) return false;
+  json list = json::parse(*features.value(), nullptr, false);
+  if (!list.is_array()) return false;
+  for (const auto& f : list)
+    if (f.is_string() && f.get_ref<const std::string&>() == "omit_own") return true;
+  return false;
+}
+
+// A server answered this store "id_reused": its counters are not its own alone (a
+// store restored from a copy, say), so "every change up to my last counter is
+// known here" no longer holds and its own entries must not be left out.
+bool counters_shared(const std::vector<ChangeResult>& results) {
+  return std::any_of(results.begin(), results.end(), [](const ChangeResult& r) {
+    return r.status == "rejected" && r.error && r.error->code == "id_reused";
+  });
+}
+
+// A connection of its own, with its backoff; one request at a time.
+struct Lane {
+  Transport* transport = nullptr;
+  std::unique_ptr<Transport> owned;
+  std::unique_ptr<Backoff> backoff;
+  bool busy = false;
+};
+
+// A request out: the changes it carries, whether it pulls, and its answer.
+struct Flight {
+  std::vector<Change> sent;
+  bool pulls = true;
+  std::int64_t since = 0;
+  Lane* lane = nullptr;
+  struct Landed {
+    Result<Exchange> exchange;
+    Traffic traffic;
+  };
+  std::future<Landed> landed;
+};
+
 }  // namespace
 
-// The cycle of design.md, pipelined by one round trip: when an answer arrives, the
-// next request (the outbox after the answered batch, and the pull from the
-// answer's cursor) is sent at once, and the answer is applied on a helper thread
-// while the server works on it. Answers are applied strictly in order, each in
-// its own transaction with its cursor, so a sync stopped at any point resumes
-// from the last applied answer; changes sent but not applied are resent and
-// replayed. A batch never holds a change of a record whose answer is still being
-// applied: such a change waits for the next round. The store is used by one
-// thread at a time; the transport and the callbacks only on the calling thread.
+// The cycle of design.md, pipelined. When an answer arrives, the next request
+// (a batch of the outbox taken meanwhile) goes out at once, and the answer is
+// applied on a helper thread while the server works. With a transport that can
+// open another connection and a server that leaves out a device's own entries
+// (addition F), up to `options.in_flight` requests are out at once, each on its
+// own connection and thread; at most one of them pulls, the others push only
+// ("limit": 0), and every pull leaves out the entries of this device's changes,
+// whose results it has or will get. Answers are applied strictly in the order
+// their requests went out, each in its own transaction (a pull's with its cursor),
+// so a sync stopped at any point resumes from the last applied answer; changes
+// sent but not applied are resent and replayed. A batch never holds a change of a
+// record whose change is out or whose answer is not applied yet: such a change
+// waits. The store is used by one thread at a time; `on_progress` and a transport
+// that cannot make another run on the calling thread only.
 Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions& options) {
   auto token = store.setting("token");
   if (!token) return std::move(token).error();
@@ -235,9 +291,10 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   if (options.batch_size < 1 || options.pull_limit < 0 || options.max_attempts < 1)
     return Error(Errc::invalid_argument,
                  "batch_size, pull_limit and max_attempts must be positive");
+  if (options.in_flight < 1 || options.in_flight > kMaxInFlight)
+    return Error(Errc::invalid_argument, "in_flight must be 1 to " + std::to_string(kMaxInFlight));
 
   SyncProgress progress;
-  Backoff backoff(options);
   std::int64_t batch_size = options.batch_size;
   bool cursor_was_reset = false;
   auto cur = store.cursor();
@@ -246,15 +303,49 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   const std::string device_id = store.device_id();  // read once: the store may be busy below
   std::int64_t since = progress.cursor;  // ahead of the stored cursor while an answer is applied
 
+  // Addition F: every pull leaves out this device's entries up to `own_through`,
+  // the highest counter handed out before the sync or taken into a batch during it.
+  bool omit_own = server_omits_own(store);
+  if (omit_own) {
+    auto rejected = store.rejected();
+    if (!rejected) return std::move(rejected).error();
+    for (const auto& r : rejected.value())
+      if (r.reason.code == "id_reused") omit_own = false;
+  }
+  std::int64_t own_through = 0;
+  if (omit_own) {
+    auto last = store.last_counter();
+    if (!last) return std::move(last).error();
+    own_through = last.value();
+  }
+
+  std::vector<std::unique_ptr<Lane>> lanes;
+  lanes.push_back(std::make_unique<Lane>());
+  lanes[0]->transport = &transport;
+  lanes[0]->backoff = std::make_unique<Backoff>(options);
+  if (omit_own) {
+    while (static_cast<int>(lanes.size()) < options.in_flight) {
+      auto other = transport.another();
+      if (!other) break;
+      auto lane = std::make_unique<Lane>();
+      lane->owned = std::move(other);
+      lane->transport = lane->owned.get();
+      lane->backoff = std::make_unique<Backoff>(options);
+      lanes.push_back(std::move(lane));
+    }
+  }
+  const std::size_t window = lanes.size();
+  // One lane: its requests run on this thread, when their answer is awaited.
+  const auto launch_policy = window > 1 ? std::launch::async : std::launch::deferred;
+
   // What the helper does with an answer: commits it, then takes the batch after
-  // the one now in flight and encodes its changes, so the main thread has it ready
-  // when the next answer comes (that batch holds no record of the in-flight one).
+  // the ones out and encodes its changes, so the next request is ready when the
+  // next answer comes.
   struct Job {
     Result<Applied> applied;
-    Result<OutboxBatch> next;
+    std::optional<Result<OutboxBatch>> next;  // when something was out
   };
-  std::optional<OutboxBatch> prepared;            // the batch to send next
-  std::optional<Result<OutboxBatch>> prefetched;  // taken by the helper
+  std::optional<Result<OutboxBatch>> prefetched;  // taken while the ones out are out
   std::future<Job> applying;                      // the previous answer, being applied
   struct Helper {                                 // the thread applying it; joined on every way out
     std::thread thread;
@@ -262,30 +353,59 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
       if (thread.joinable()) thread.join();
     }
   } helper;
+  std::deque<Flight> flights;  // out, oldest first; destroyed (awaited) before the lanes
+  bool pull_out = false;       // a flight out carries the pull
+  bool pulled_all = false;     // the last pull answered "more": false
+
   // Waits for the answer being applied; its totals join the progress.
   auto finish_apply = [&]() -> Result<void> {
     if (!applying.valid()) return {};
     Job job = applying.get();
     if (helper.thread.joinable()) helper.thread.join();
     if (!job.applied) return std::move(job.applied).error();
-    prefetched = std::move(job.next);
+    if (job.next) prefetched = std::move(job.next);
     add(progress, job.applied.value());
     if (options.on_progress) options.on_progress(progress);
     return {};
   };
-
-  for (;;) {
-    if (cancelled(options)) return Error(Errc::cancelled, "sync cancelled");
-    OutboxBatch batch;
-    if (prepared) {
-      batch = std::move(*prepared);
-      prepared.reset();
-    } else {
-      auto b = store.next_batch_encoded(batch_size, {});
-      if (!b) return std::move(b).error();
-      batch = std::move(b).value();
-    }
-
+  // Waits for every request still out and drops its answer: its changes stay in
+  // the outbox and are resent (replayed by the server) later.
+  auto drain = [&] {
+    for (auto& f : flights)
+      if (launch_policy == std::launch::async) f.landed.wait();
+    for (auto& f : flights) f.lane->busy = false;
+    flights.clear();
+    pull_out = false;
+  };
+  auto fail = [&](Error e) -> Result<SyncProgress> {
+    drain();
+    (void)finish_apply();  // the first error wins
+    return e;
+  };
+  // The changes out, and those of the answer not yet applied: a new batch holds
+  // none of their records, and starts after all of them.
+  auto held = [&](const std::vector<Change>* unapplied) {
+    std::vector<Change> ids;
+    auto add_ids = [&](const std::vector<Change>& cs) {
+      for (const auto& c : cs) {
+        Change id_only;
+        id_only.id = c.id;
+        id_only.record = c.record;
+        ids.push_back(std::move(id_only));
+      }
+    };
+    for (const auto& f : flights) add_ids(f.sent);
+    if (unapplied) add_ids(*unapplied);
+    return ids;
+  };
+  auto launch = [&](OutboxBatch batch, bool pulls) {
+    Lane* lane = nullptr;
+    for (auto& l : lanes)
+      if (!l->busy) lane = l.get();
+    lane->busy = true;
+    if (omit_own)
+      for (const auto& c : batch.changes)
+        if (auto id = ChangeId::parse(c.id)) own_through = std::max(own_through, id->counter);
     HttpRequest req;
     req.method = "POST";
     req.target = "/v1/sync";
@@ -296,81 +416,144 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
     // "echo": false (addition D): the entries of this batch's changes are not sent
     // back; their results say what they did. Servers before addition D ignore it.
     // "compact_versions": true (addition E): a result leaves out the versions equal
-    // to its seq, which is how apply_sync reads an absent one.
-    req.body = SyncRequest::encode_text(device_id, batch.text, since, options.pull_limit,
-                                        /*echo=*/false, /*compact_versions=*/true);
-    auto ex = exchange(transport, req, options, backoff, progress);
-    // The store is consistent again (and free) once the previous answer is in.
-    if (auto r = finish_apply(); !r) return r.error();
-    if (!ex) return std::move(ex).error();
+    // to its seq, which is how apply_sync reads an absent one. "limit": 0 is a push
+    // only; "omit_own_through" (addition F) leaves out the entries of this device's
+    // other changes, out in another request or answered before.
+    req.body = SyncRequest::encode_text(
+        device_id, batch.text, pulls ? since : 0, pulls ? options.pull_limit : 0,
+        /*echo=*/false, /*compact_versions=*/true, pulls && omit_own ? own_through : 0);
+    Flight f;
+    f.sent = std::move(batch.changes);
+    f.pulls = pulls;
+    f.since = since;
+    f.lane = lane;
+    auto run = [lane, req = std::move(req), &options]() {
+      Flight::Landed l{Error(Errc::internal, "not sent"), {}};
+      l.exchange = exchange(*lane->transport, req, options, *lane->backoff, l.traffic);
+      return l;
+    };
+    try {
+      f.landed = std::async(launch_policy, std::move(run));
+    } catch (const std::system_error&) {
+      f.landed = std::async(std::launch::deferred, std::move(run));  // no thread to be had
+    }
+    if (pulls) pull_out = true;
+    flights.push_back(std::move(f));
+  };
+  // Sends what can go now: batches of the outbox while a lane is free, and a pull
+  // when none is out and the last one left something. The store must be free.
+  auto fill = [&](const std::vector<Change>* unapplied) -> Result<void> {
+    while (flights.size() < window) {
+      Result<OutboxBatch> b = prefetched ? std::move(*prefetched)
+                                         : store.next_batch_encoded(batch_size, held(unapplied));
+      prefetched.reset();
+      if (!b) return std::move(b).error();
+      const bool pulls = !pull_out;
+      if (b->changes.empty() && !(pulls && !pulled_all)) break;
+      launch(std::move(b).value(), pulls);
+    }
+    return {};
+  };
 
-    if (ex->restart != Exchange::Restart::none) prefetched.reset();  // taken for another request
-    if (ex->restart == Exchange::Restart::cursor_ahead) {
-      if (cursor_was_reset) return ex->failure;
+  for (;;) {
+    if (cancelled(options)) return fail(Error(Errc::cancelled, "sync cancelled"));
+    if (!applying.valid()) {
+      if (auto r = fill(nullptr); !r) return fail(r.error());
+      if (flights.empty()) return progress;  // nothing out, nothing to send or pull
+      // Take the batch after the ones out while they are out.
+      if (window > 1 && !prefetched)
+        prefetched = store.next_batch_encoded(batch_size, held(nullptr));
+    } else if (flights.empty()) {
+      // The last answer is being applied: then look again for changes saved
+      // meanwhile or held back because their record was in that batch.
+      if (auto r = finish_apply(); !r) return fail(r.error());
+      continue;
+    }
+
+    Flight f = std::move(flights.front());
+    flights.pop_front();
+    Flight::Landed landed = f.landed.get();
+    f.lane->busy = false;
+    if (f.pulls) pull_out = false;
+    progress.bytes_up += landed.traffic.bytes_up;
+    progress.bytes_down += landed.traffic.bytes_down;
+    progress.retries += landed.traffic.retries;
+    // The store is consistent again (and free) once the previous answer is in.
+    if (auto r = finish_apply(); !r) return fail(r.error());
+    if (!landed.exchange) return fail(std::move(landed.exchange).error());
+    Exchange& ex = landed.exchange.value();
+
+    if (ex.restart != Exchange::Restart::none) {
+      drain();  // they were built on what this request was
+      prefetched.reset();
+    }
+    if (ex.restart == Exchange::Restart::cursor_ahead) {
+      if (cursor_was_reset) return fail(ex.failure);
       // The server's log ends before our cursor (restored from a backup): pull
       // from the start again; entries apply idempotently by version.
-      if (auto r = store.reset_cursor(); !r) return r.error();
+      if (auto r = store.reset_cursor(); !r) return fail(r.error());
       progress.cursor = since = 0;
+      pulled_all = false;
       cursor_was_reset = true;
       continue;
     }
-    if (ex->restart == Exchange::Restart::too_large) {
-      if (batch.changes.size() <= 1) return ex->failure;
+    if (ex.restart == Exchange::Restart::too_large) {
+      if (f.sent.size() <= 1) return fail(ex.failure);
       // Resend a smaller prefix of the same outbox (same ids, same content).
-      batch_size = std::max<std::int64_t>(1, static_cast<std::int64_t>(batch.changes.size()) / 2);
+      batch_size = std::max<std::int64_t>(1, static_cast<std::int64_t>(f.sent.size()) / 2);
       continue;
     }
 
-    SyncResponse resp = std::move(*ex->answer);
-    if (!batch.changes.empty() && resp.results.empty())
-      return Error(Errc::protocol, "the server answered a push without any result");
-    if (resp.more && batch.changes.empty() && resp.changes.empty() && resp.cursor <= since)
-      return Error(Errc::protocol, "the server says there is more but sends nothing new");
-
-    // The next round trip is decided now, before this answer is applied. Its batch
-    // was taken (and encoded) by the helper while this request was out, or is here.
-    Result<OutboxBatch> following =
-        prefetched ? std::move(*prefetched) : store.next_batch_encoded(batch_size, batch.changes);
-    prefetched.reset();
-    if (!following) return std::move(following).error();
-    if (resp.more || !following->changes.empty()) {
+    SyncResponse resp = std::move(*ex.answer);
+    if (!f.sent.empty() && resp.results.empty())
+      return fail(Error(Errc::protocol, "the server answered a push without any result"));
+    bool restart_pull = false;
+    if (f.pulls) {
+      if (resp.more && f.sent.empty() && resp.changes.empty() && resp.cursor <= f.since)
+        return fail(Error(Errc::protocol, "the server says there is more but sends nothing new"));
       since = std::max(since, resp.cursor);
-      // What the helper needs to know of the batch that is about to leave.
-      std::vector<Change> leaving;
-      leaving.reserve(following->changes.size());
-      for (const auto& c : following->changes) {
-        Change id_only;
-        id_only.id = c.id;
-        id_only.record = c.record;
-        leaving.push_back(std::move(id_only));
-      }
-      prepared = std::move(following).value();
-      auto job = std::make_shared<std::packaged_task<Job()>>(
-          [&store, batch_size, sent = std::move(batch.changes), answer = std::move(resp),
-           in_flight = std::move(leaving)] {
-            Job j{apply_round(store, sent, answer), OutboxBatch{}};
-            if (j.applied) j.next = store.next_batch_encoded(batch_size, in_flight);
-            return j;
-          });
-      applying = job->get_future();
-      try {
-        helper.thread = std::thread([job] { (*job)(); });
-      } catch (const std::system_error&) {
-        (*job)();  // no thread to be had: apply here, unpipelined
-      }
+      pulled_all = !resp.more;
+    } else {
+      resp.cursor = 0;  // a push only: its cursor is not where this device's pull stands
+    }
+    if (omit_own && counters_shared(resp.results)) {
+      // Entries left out so far may be another store's changes under this
+      // device's counters: stop leaving any out, and pull the log again from the
+      // start once this answer is in.
+      omit_own = false;
+      own_through = 0;
+      restart_pull = true;
+      drain();
+      prefetched.reset();
+    }
+
+    if (restart_pull) {
+      auto a = apply_round(store, f.sent, resp);
+      if (!a) return fail(a.error());
+      add(progress, a.value());
+      if (options.on_progress) options.on_progress(progress);
+      if (auto r = store.reset_cursor(); !r) return fail(r.error());
+      progress.cursor = since = 0;
+      pulled_all = false;
       continue;
     }
 
-    // Last round trip for what is known now: apply, then look for changes saved
-    // meanwhile or held back because their record was in this batch.
-    auto a = apply_round(store, batch.changes, resp);
-    if (!a) return std::move(a).error();
-    add(progress, a.value());
-    since = progress.cursor;
-    if (options.on_progress) options.on_progress(progress);
-    auto rest = store.outbox(1);
-    if (!rest) return std::move(rest).error();
-    if (rest->empty()) return progress;
+    // The next requests go out before this answer is applied; their batches hold
+    // none of its records.
+    if (auto r = fill(&f.sent); !r) return fail(r.error());
+    auto job = std::make_shared<std::packaged_task<Job()>>(
+        [&store, batch_size, sent = std::move(f.sent), answer = std::move(resp),
+         out = held(nullptr), take_next = !flights.empty()] {
+          Job j{apply_round(store, sent, answer), std::nullopt};
+          if (j.applied && take_next) j.next = store.next_batch_encoded(batch_size, out);
+          return j;
+        });
+    applying = job->get_future();
+    try {
+      helper.thread = std::thread([job] { (*job)(); });
+    } catch (const std::system_error&) {
+      (*job)();  // no thread to be had: apply here, unpipelined
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "fieldsync/hlc.hpp"
+#include "fieldsync/ids.hpp"
 
 namespace fieldsync::testing {
 namespace {
@@ -181,19 +182,24 @@ ChangeResult ReferenceServer::process(const std::string& device_id, const Change
 }
 
 SyncResponse ReferenceServer::sync(const std::string& device_id, const std::vector<Change>& changes,
-                                   std::int64_t since, std::int64_t limit) {
+                                   std::int64_t since, std::int64_t limit,
+                                   std::int64_t omit_own_through) {
   SyncResponse resp;
   for (const auto& c : changes) resp.results.push_back(process(device_id, c));
   auto first = std::upper_bound(log.begin(), log.end(), since,
                                 [](std::int64_t s, const LogEntry& e) { return s < e.seq; });
+  std::int64_t last = since;  // the last entry returned or left out
   for (auto e = first; e != log.end(); ++e) {
     if (static_cast<std::int64_t>(resp.changes.size()) >= limit) {
       resp.more = true;
       break;
     }
-    resp.changes.push_back(*e);
+    auto origin = ChangeId::parse(e->origin);
+    if (!(origin && origin->device_id == device_id && origin->counter <= omit_own_through))
+      resp.changes.push_back(*e);
+    last = e->seq;
   }
-  resp.cursor = resp.more ? resp.changes.empty() ? since : resp.changes.back().seq : seq;
+  resp.cursor = resp.more ? last : seq;
   resp.cursor = std::max(resp.cursor, since);
   return resp;
 }
@@ -250,6 +256,7 @@ HttpResponse ReferenceServer::handle(const HttpRequest& request) {
     l.token = token;
     l.expires_at = "2099-01-01T00:00:00.000Z";
     l.user = UserInfo{body.value("username", ""), "officer", {"14"}};
+    if (offer_omit_own) l.features = {"omit_own"};
     return json_response(200, l.to_json());
   }
   if (request.method == "POST" && request.target == "/v1/sync") {
@@ -267,8 +274,9 @@ HttpResponse ReferenceServer::handle(const HttpRequest& request) {
       if (!c) return json_response(400, error_body("bad_request", c.error().to_string()));
       changes.push_back(std::move(c).value());
     }
-    return json_response(200,
-                         sync(shape->device_id, changes, shape->since, shape->limit).to_json());
+    return json_response(200, sync(shape->device_id, changes, shape->since, shape->limit,
+                                   offer_omit_own ? shape->omit_own_through : 0)
+                                  .to_json());
   }
   return json_response(404, error_body("not_found", "no such endpoint"));
 }

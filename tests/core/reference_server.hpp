@@ -48,13 +48,19 @@ class ReferenceServer {
   explicit ReferenceServer(std::vector<Form> forms = {});
 
   // One /v1/sync round trip, already decoded. Changes are processed in order,
-  // then the pull answers from `since`.
+  // then the pull answers from `since`, leaving out as returned the entries of
+  // device_id's changes with a counter up to omit_own_through (addition F).
   SyncResponse sync(const std::string& device_id, const std::vector<Change>& changes,
-                    std::int64_t since, std::int64_t limit);
+                    std::int64_t since, std::int64_t limit, std::int64_t omit_own_through = 0);
 
   // HTTP face for the sync engine: /v1/login (any password but "wrong") and
-  // /v1/sync with a bearer token.
+  // /v1/sync with a bearer token. Not thread-safe.
   HttpResponse handle(const HttpRequest& request);
+
+  // Whether the login answer offers "omit_own" and sync requests' omit_own_through
+  // is honoured (addition F); without it the member is ignored, like a server
+  // from before the addition.
+  bool offer_omit_own = false;
 
   // Admin: resolves an open conflict. Field conflicts keep `value` (the server
   // value when absent); delete conflicts keep the record alive (`keep_record`)

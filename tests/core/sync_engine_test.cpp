@@ -2,6 +2,9 @@
 // login, full syncs, retries with backoff on 503 / 429 / transport errors, a lost
 // answer replayed, cancellation, progress reports, and errors that stop the sync.
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <numeric>
 #include <thread>
 
@@ -253,6 +256,16 @@ TEST_CASE("errors that retrying cannot fix stop the sync", "[core][sync]") {
     rig.faults = {fail_with(garbled)};
     CHECK(sync(*rig.store, rig.transport, rig.options).error().code == Errc::protocol);
   }
+  SECTION("options out of range") {
+    for (int in_flight : {0, 9}) {
+      rig.options.in_flight = in_flight;
+      CHECK(sync(*rig.store, rig.transport, rig.options).error().code == Errc::invalid_argument);
+    }
+    rig.options.in_flight = 2;
+    rig.options.batch_size = 0;
+    CHECK(sync(*rig.store, rig.transport, rig.options).error().code == Errc::invalid_argument);
+    CHECK(rig.transport.requests.empty());
+  }
   SECTION("attempts run out") {
     rig.options.max_attempts = 3;
     for (int i = 0; i < 5; ++i) rig.faults.push_back(fail_with(status_only(503, "unavailable")));
@@ -458,4 +471,196 @@ TEST_CASE("next_batch after a batch in flight", "[core][sync][pipeline]") {
   Change foreign = first->at(0);
   foreign.id = "another-device:1";
   CHECK(store->next_batch(5, {foreign}).error().code == Errc::invalid_argument);
+}
+
+namespace {
+
+// The reference server behind transports that sync() may use from two threads at
+// once (addition F offered), recording every sync request body in arrival order.
+struct Lanes {
+  TempDir dir;
+  ReferenceServer server{{survey_form()}};
+  std::unique_ptr<Store> store = open_with_form(dir.file("device.db"));
+  std::mutex mutex;
+  std::condition_variable arrived;
+  std::vector<json> bodies;
+  int out = 0, most_out = 0;
+  // Holds the first sync request until a second one arrives (at most 10 s), so a
+  // sync that can have two out is seen to.
+  bool hold_first = false;
+  // Answers instead of the server when it returns something.
+  std::function<std::optional<HttpResponse>(const json&)> fault;
+  MemoryTransport transport{[this](const HttpRequest& r) -> Result<HttpResponse> {
+    std::unique_lock lock(mutex);
+    if (r.target != "/v1/sync") return server.handle(r);
+    json body = json::parse(r.body);
+    bodies.push_back(body);
+    most_out = std::max(most_out, ++out);
+    arrived.notify_all();
+    if (hold_first && bodies.size() == 1)
+      arrived.wait_for(lock, 10s, [&] { return bodies.size() >= 2; });
+    --out;
+    if (fault)
+      if (auto answer = fault(body)) return *answer;
+    return server.handle(r);
+  }};
+  SyncOptions options;
+
+  Lanes() {
+    server.offer_omit_own = true;
+    transport.offer_another = true;
+    options.jitter_seed = 7;
+    options.sleep = [](std::chrono::milliseconds) {};
+    REQUIRE(login(*store, transport, "officer.bantan", "secret").ok());
+  }
+  void save(int n, const std::string& prefix = "r") {
+    for (int i = 0; i < n; ++i)
+      REQUIRE(store->put(new_record({{"name", prefix + std::to_string(i)}})).ok());
+  }
+  std::vector<json> pulls() const {
+    std::vector<json> out;
+    for (const auto& b : bodies)
+      if (b.value("limit", 500) > 0) out.push_back(b);
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("with a second connection, a push goes out while the pull is out",
+          "[core][sync][lanes]") {
+  Lanes lanes;
+  lanes.save(12);
+  lanes.hold_first = true;
+  lanes.options.batch_size = 3;
+  std::vector<std::thread::id> progress_threads;
+  lanes.options.on_progress = [&](const SyncProgress&) {
+    progress_threads.push_back(std::this_thread::get_id());
+  };
+  auto p = sync(*lanes.store, lanes.transport, lanes.options);
+  REQUIRE(p.ok());
+  CHECK(p->applied == 12);
+  CHECK(p->round_trips == 4);
+  CHECK(lanes.most_out == 2);
+  // One of the two carries the pull; the other pushes only. Each pull leaves out
+  // every change of this device so far, its own batch's included.
+  REQUIRE(lanes.bodies.size() == 4);
+  CHECK(lanes.pulls().size() == 2);
+  for (const auto& b : lanes.pulls()) CHECK(b.at("omit_own_through").get<int>() >= 6);
+  for (const auto& b : lanes.bodies)
+    if (b.at("limit") == 0) CHECK_FALSE(b.contains("omit_own_through"));
+  CHECK(p->received == 0);  // nothing of this device came back
+  for (auto id : progress_threads) CHECK(id == std::this_thread::get_id());
+  CHECK(lanes.store->outbox()->empty());
+  CHECK(lanes.server.log.size() == 12);
+  for (const auto& [id, n] : lanes.server.processed) CHECK(n == 1);
+  CHECK(lanes.server.self_conflicts == 0);
+  auto records = lanes.store->list({});
+  REQUIRE(records.ok());
+  for (const auto& r : records.value()) {
+    CHECK_FALSE(r.dirty);
+    CHECK(r.version > 0);
+  }
+
+  // Another device's entries still come; none of this device's.
+  std::vector<Change> other(1);
+  other[0].id = "other-device:1";
+  other[0].record = "0193a1c2-0000-7000-8000-000000000001";
+  other[0].form = "survey";
+  other[0].form_version = 1;
+  other[0].scope = "14.03.02";
+  other[0].fields = {{"name", "theirs"}};
+  other[0].hlc = "2026-11-28T09:14:03.120Z/0001";
+  lanes.server.sync("other-device", other, 0, 0);
+  auto again = sync(*lanes.store, lanes.transport, lanes.options);
+  REQUIRE(again.ok());
+  CHECK(again->received == 1);
+  CHECK(*lanes.store->cursor() == lanes.server.seq);
+  CHECK(lanes.store->get(other[0].record)->fields.at("name").value == "theirs");
+}
+
+TEST_CASE("one connection, or a server without addition F, keeps one request out",
+          "[core][sync][lanes]") {
+  for (bool offered : {false, true}) {
+    Lanes lanes;
+    lanes.server.offer_omit_own = offered;
+    REQUIRE(login(*lanes.store, lanes.transport, "officer.bantan", "secret").ok());
+    lanes.save(9);
+    lanes.options.batch_size = 3;
+    if (offered) lanes.options.in_flight = 1;
+    auto p = sync(*lanes.store, lanes.transport, lanes.options);
+    REQUIRE(p.ok());
+    CHECK(p->applied == 9);
+    CHECK(lanes.most_out == 1);
+    for (const auto& b : lanes.bodies) {
+      CHECK(b.at("limit").get<int>() > 0);  // every request pulls, as before addition F
+      CHECK(b.contains("omit_own_through") == offered);
+    }
+  }
+}
+
+TEST_CASE("a push refused beside a pull stops the sync, and the next one loses and doubles nothing",
+          "[core][sync][lanes]") {
+  Lanes lanes;
+  lanes.save(12);
+  lanes.options.batch_size = 3;
+  int refused = 0;
+  lanes.fault = [&](const json& body) -> std::optional<HttpResponse> {
+    if (body.at("limit") != 0 || refused++ > 0) return std::nullopt;
+    return status_only(403, "forbidden");
+  };
+  auto stopped = sync(*lanes.store, lanes.transport, lanes.options);
+  REQUIRE_FALSE(stopped.ok());
+  CHECK(stopped.error().code == Errc::forbidden);
+  CHECK_FALSE(lanes.store->outbox()->empty());
+
+  lanes.fault = nullptr;
+  auto resumed = sync(*lanes.store, lanes.transport, lanes.options);
+  REQUIRE(resumed.ok());
+  CHECK(lanes.store->outbox()->empty());
+  CHECK(lanes.server.log.size() == 12);
+  for (const auto& [id, n] : lanes.server.processed) CHECK(n == 1);
+  auto records = lanes.store->list({});
+  REQUIRE(records.ok());
+  CHECK(records->size() == 12);
+  for (const auto& r : records.value()) CHECK_FALSE(r.dirty);
+  CHECK(lanes.server.self_conflicts == 0);
+}
+
+TEST_CASE("after id_reused a device leaves none of its entries out and pulls the log again",
+          "[core][sync][lanes]") {
+  Lanes lanes;
+  // Another store under the same device id got to the server first with the
+  // same counters (a copy of this one restored, say).
+  std::vector<Change> theirs(2);
+  for (int i = 0; i < 2; ++i) {
+    theirs[i].id = lanes.store->device_id() + ":" + std::to_string(i + 1);
+    theirs[i].record = "0193a1c2-0000-7000-8000-00000000000" + std::to_string(i + 1);
+    theirs[i].form = "survey";
+    theirs[i].form_version = 1;
+    theirs[i].scope = "14.03.02";
+    theirs[i].fields = {{"name", "copy " + std::to_string(i)}};
+    theirs[i].hlc = "2026-11-28T09:14:03.120Z/0001";
+  }
+  lanes.server.sync(lanes.store->device_id(), theirs, 0, 0);
+  lanes.save(6);
+  lanes.options.batch_size = 2;
+  auto p = sync(*lanes.store, lanes.transport, lanes.options);
+  REQUIRE(p.ok());
+  CHECK(p->rejected == 2);
+  auto rejected = lanes.store->rejected();
+  REQUIRE(rejected.ok());
+  for (const auto& r : rejected.value()) CHECK(r.reason.code == "id_reused");
+  // The other store's records reached this one although their origins carry
+  // this device's counters.
+  for (const auto& c : theirs) {
+    auto got = lanes.store->get(c.record);
+    REQUIRE(got.ok());
+    CHECK(got->fields.at("name").value == c.fields.at("name"));
+  }
+  // From now on no pull of this store leaves anything out.
+  lanes.bodies.clear();
+  lanes.save(1, "later");
+  REQUIRE(sync(*lanes.store, lanes.transport, lanes.options).ok());
+  for (const auto& b : lanes.bodies) CHECK_FALSE(b.contains("omit_own_through"));
 }

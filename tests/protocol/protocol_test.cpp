@@ -93,6 +93,9 @@ TEST_CASE("sync request shape checks", "[protocol][wire]") {
       json{{"device_id", "dev-1"}, {"limit", "10"}},
       json{{"device_id", "dev-1"}, {"echo", "no"}},
       json{{"device_id", "dev-1"}, {"echo", 0}},
+      json{{"device_id", "dev-1"}, {"omit_own_through", -1}},
+      json{{"device_id", "dev-1"}, {"omit_own_through", "7"}},
+      json{{"device_id", "dev-1"}, {"omit_own_through", 2.5}},
   };
   for (const auto& b : bad) {
     INFO(b.dump());
@@ -121,6 +124,16 @@ TEST_CASE("sync request shape checks", "[protocol][wire]") {
   // Encoding leaves "echo" out unless it is false, as servers before D expect.
   CHECK_FALSE(SyncRequest::encode("dev-1", {}, 0, 10).contains("echo"));
   CHECK(SyncRequest::encode("dev-1", {}, 0, 10, false).at("echo") == false);
+
+  // Addition F: "omit_own_through", written only when above 0.
+  CHECK(lenient->omit_own_through == 0);
+  auto omitting = decode_sync_request_shape(json{{"device_id", "dev-1"}, {"omit_own_through", 41}});
+  REQUIRE(omitting);
+  CHECK(omitting->omit_own_through == 41);
+  CHECK_FALSE(SyncRequest::encode("dev-1", {}, 0, 10, false, true).contains("omit_own_through"));
+  CHECK(SyncRequest::encode("dev-1", {}, 0, 10, false, true, 41).at("omit_own_through") == 41);
+  CHECK(json::parse(SyncRequest::encode_text("dev-1", "[]", 0, 10, false, true, 41)) ==
+        SyncRequest::encode("dev-1", {}, 0, 10, false, true, 41));
 }
 
 TEST_CASE("a request encoded as text in two steps is the request encode() builds",

@@ -25,6 +25,8 @@ TEST_CASE("login answers a token, its expiry and the user", "[server][auth]") {
   auto expires = parse_rfc3339_ms(parsed->expires_at);
   REQUIRE(expires.ok());
   CHECK(*expires == kStartMs + kDefaultTokenTtlMs);
+  // Addition F: sync requests may leave out the device's own entries.
+  CHECK(parsed->features == std::vector<std::string>{"omit_own"});
 
   SECTION("the token works and only its hash is stored") {
     CHECK(f.call("GET", "/v1/forms", {}, parsed->token).status == 200);

@@ -753,6 +753,95 @@ TEST_CASE("pull pages with more and cursor, and the cursor skips what is out of 
   }
 }
 
+TEST_CASE("omit_own_through leaves out the device's own entries up to a counter (addition F)",
+          "[server][sync][pull]") {
+  SyncFixture f;
+  auto push = [&](const std::string& token, const std::string& device, int counter, int n) {
+    f.sync(token, device,
+           json::array({change(device + ":" + std::to_string(counter), record_id(n),
+                               {{"code", "c" + std::to_string(n)}, {"period", "1"}})}));
+  };
+  push(f.bantan, "dev-a", 1, 1);   // seq 1
+  push(f.bantan, "dev-a", 2, 2);   // seq 2
+  push(f.bantan2, "dev-b", 1, 3);  // seq 3: another device, the same counter
+  push(f.bantan, "dev-a", 3, 4);   // seq 4
+  push(f.bantan, "dev-a", 4, 5);   // seq 5
+  auto pull = [&](std::int64_t since, std::int64_t limit, std::int64_t through,
+                  json changes = json::array()) {
+    json body = {{"device_id", "dev-a"}, {"changes", std::move(changes)},
+                 {"since", since},       {"limit", limit},
+                 {"echo", false},        {"omit_own_through", through}};
+    auto res = f.call("POST", "/v1/sync", body.dump(), f.bantan);
+    INFO(res.body);
+    REQUIRE(res.status == 200);
+    return json::parse(res.body);
+  };
+  auto seqs = [](const json& page) {
+    std::vector<std::int64_t> out;
+    for (const auto& e : page.at("changes")) out.push_back(e.at("seq"));
+    return out;
+  };
+
+  auto all = pull(0, 10, 3);
+  CHECK(seqs(all) == std::vector<std::int64_t>{3, 5});  // dev-b's :1 and dev-a's :4 stay
+  CHECK(all.at("cursor") == 5);
+  CHECK(all.at("more") == false);
+  CHECK(seqs(pull(0, 10, 0)) == std::vector<std::int64_t>{1, 2, 3, 4, 5});
+
+  // Left out counts as returned: pages end after the last entry read.
+  auto first = pull(0, 1, 3);
+  CHECK(seqs(first) == std::vector<std::int64_t>{3});
+  CHECK(first.at("more") == true);
+  CHECK(first.at("cursor") == 3);
+  auto second = pull(3, 1, 3);
+  CHECK(seqs(second) == std::vector<std::int64_t>{5});
+  CHECK(second.at("more") == false);
+  CHECK(second.at("cursor") == 5);
+
+  // With echo false and a push: the push's own entry is left out too, and
+  // another device asking with the same number leaves out only its own.
+  auto with_push = pull(
+      0, 10, 2, json::array({change("dev-a:5", record_id(6), {{"code", "c6"}, {"period", "1"}})}));
+  CHECK(with_push.at("results").at(0).at("seq") == 6);
+  CHECK(seqs(with_push) == std::vector<std::int64_t>{3, 4, 5});
+  json body = {{"device_id", "dev-b"}, {"since", 0}, {"limit", 10}, {"omit_own_through", 9}};
+  auto other = f.call("POST", "/v1/sync", body.dump(), f.bantan2);
+  REQUIRE(other.status == 200);
+  CHECK(seqs(json::parse(other.body)) == std::vector<std::int64_t>{1, 2, 4, 5, 6});
+
+  SECTION("a page leaves out at most kMaxOwnPerPage, then ends with more") {
+    const int n = static_cast<int>(PullOmit::kMaxOwnPerPage) + 2;
+    for (int start = 0; start < n; start += 1000) {
+      json batch = json::array();
+      for (int i = start; i < std::min(n, start + 1000); ++i)
+        batch.push_back(change("dev-a:" + std::to_string(100 + i), record_id(1000 + i),
+                               {{"code", "k" + std::to_string(i)}, {"period", "1"}}));
+      f.sync(f.bantan, "dev-a", batch, 0, 0);
+    }
+    const std::int64_t head = 6 + n;
+    auto page = pull(6, 10, 1'000'000);
+    CHECK(page.at("changes").empty());
+    CHECK(page.at("more") == true);
+    CHECK(page.at("cursor") == 6 + PullOmit::kMaxOwnPerPage);
+    auto rest = pull(page.at("cursor"), 10, 1'000'000);
+    CHECK(rest.at("changes").empty());
+    CHECK(rest.at("more") == false);
+    CHECK(rest.at("cursor") == head);
+  }
+  SECTION("not a whole number >= 0: 400, nothing pushed") {
+    const auto before = f.stats().head_seq;
+    for (json bad : {json(-1), json("3"), json(1.5)}) {
+      json b = {{"device_id", "dev-a"},
+                {"changes", json::array({change("dev-a:77", record_id(77), {{"code", "x"}})})},
+                {"omit_own_through", bad}};
+      auto res = f.call("POST", "/v1/sync", b.dump(), f.bantan);
+      CHECK(res.status == 400);
+      CHECK(json::parse(res.body).at("error").at("code") == "bad_request");
+    }
+    CHECK(f.stats().head_seq == before);
+  }
+}
+
 TEST_CASE("since beyond the end of the log is 409 cursor_ahead and applies nothing",
           "[server][sync][pull]") {
   SyncFixture f;

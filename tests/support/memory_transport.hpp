@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -25,8 +26,17 @@ class MemoryTransport : public Transport {
     return handler_(request);
   }
 
+  // With offer_another set, another() gives transports that answer with the same
+  // handler (which must then be thread-safe: sync() calls them from threads of
+  // their own) and record their requests in their own lists, not these.
+  std::unique_ptr<Transport> another() override {
+    if (!offer_another) return nullptr;
+    return std::make_unique<MemoryTransport>(handler_);
+  }
+
   std::vector<HttpRequest> requests;
   std::vector<std::chrono::milliseconds> timeouts;
+  bool offer_another = false;
 
  private:
   Handler handler_;

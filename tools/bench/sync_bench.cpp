@@ -154,29 +154,48 @@ class Server {
 };
 
 // Wraps a transport: counts body bytes each way and times every exchange.
+// Counts what goes over the wire; the transports another() makes count into the
+// same totals (sync() may have two requests out at once).
 class MeteredTransport : public Transport {
  public:
-  explicit MeteredTransport(std::unique_ptr<Transport> inner) : inner_(std::move(inner)) {}
+  explicit MeteredTransport(std::unique_ptr<Transport> inner)
+      : MeteredTransport(std::move(inner), std::make_shared<Meter>()) {}
   Result<HttpResponse> send(const HttpRequest& request,
                             std::chrono::milliseconds timeout) override {
     auto t0 = Clock::now();
     auto r = inner_->send(request, timeout);
-    latencies_ms.push_back(seconds_since(t0) * 1000.0);
-    bytes_up += static_cast<std::int64_t>(request.body.size());
-    if (r) bytes_down += static_cast<std::int64_t>(r->body.size());
+    std::lock_guard lock(meter_->mutex);
+    meter_->latencies_ms.push_back(seconds_since(t0) * 1000.0);
+    meter_->bytes_up += static_cast<std::int64_t>(request.body.size());
+    if (r) meter_->bytes_down += static_cast<std::int64_t>(r->body.size());
     return r;
   }
-  void reset() {
-    bytes_up = bytes_down = 0;
-    latencies_ms.clear();
+  std::unique_ptr<Transport> another() override {
+    auto inner = inner_->another();
+    if (!inner) return nullptr;
+    return std::unique_ptr<Transport>(new MeteredTransport(std::move(inner), meter_));
   }
-
-  std::int64_t bytes_up = 0;
-  std::int64_t bytes_down = 0;
-  std::vector<double> latencies_ms;
+  void reset() {
+    std::lock_guard lock(meter_->mutex);
+    meter_->bytes_up = meter_->bytes_down = 0;
+    meter_->latencies_ms.clear();
+  }
+  // Read when no sync runs.
+  std::int64_t bytes_up() const { return meter_->bytes_up; }
+  std::int64_t bytes_down() const { return meter_->bytes_down; }
+  const std::vector<double>& latencies_ms() const { return meter_->latencies_ms; }
 
  private:
+  struct Meter {
+    std::mutex mutex;
+    std::int64_t bytes_up = 0;
+    std::int64_t bytes_down = 0;
+    std::vector<double> latencies_ms;
+  };
+  MeteredTransport(std::unique_ptr<Transport> inner, std::shared_ptr<Meter> meter)
+      : inner_(std::move(inner)), meter_(std::move(meter)) {}
   std::unique_ptr<Transport> inner_;
+  std::shared_ptr<Meter> meter_;
 };
 
 struct Device {
@@ -290,7 +309,7 @@ Concurrent run_concurrent(Server& server, const fs::path& dir, const Form& form,
   for (auto r : retries) c.retries += r;
   std::vector<double> all;
   for (const auto& d : devices)
-    all.insert(all.end(), d.transport->latencies_ms.begin(), d.transport->latencies_ms.end());
+    all.insert(all.end(), d.transport->latencies_ms().begin(), d.transport->latencies_ms().end());
   c.requests = static_cast<std::int64_t>(all.size());
   c.rate = static_cast<double>(a.devices * a.per_device) / c.seconds;
   c.p50_ms = percentile(all, 0.50);
@@ -354,9 +373,10 @@ void run_sync(const SyncArgs& a) {
   double rss_before = peak_rss_mb("self");
   double push_s = timed_sync(first, a.n);
   double push_rate = static_cast<double>(a.n) / push_s;
-  double up_per_change = static_cast<double>(first.transport->bytes_up) / static_cast<double>(a.n);
+  double up_per_change =
+      static_cast<double>(first.transport->bytes_up()) / static_cast<double>(a.n);
   std::cout << "  push (device 1, full sync):       " << static_cast<std::int64_t>(push_rate)
-            << " changes/s (" << push_s << " s, " << first.transport->latencies_ms.size()
+            << " changes/s (" << push_s << " s, " << first.transport->latencies_ms().size()
             << " round trips, pipelined, each also pulling)\n";
 
   // Phase 2: pull into a fresh device.
@@ -370,7 +390,7 @@ void run_sync(const SyncArgs& a) {
         std::to_string(a.n));
   double pull_rate = static_cast<double>(a.n) / pull_s;
   double down_per_change =
-      static_cast<double>(second.transport->bytes_down) / static_cast<double>(a.n);
+      static_cast<double>(second.transport->bytes_down()) / static_cast<double>(a.n);
   double device_rss = peak_rss_mb("self");
   double server_rss_sync = server.peak_rss_mb();
   std::cout << "  pull (fresh device 2):            " << static_cast<std::int64_t>(pull_rate)

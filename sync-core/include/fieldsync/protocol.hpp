@@ -116,11 +116,15 @@ struct SyncRequest {
   // Addition E: true leaves out of each result's versions the fields whose
   // version is the result's seq.
   bool compact_versions = false;
+  // Addition F: the pull leaves out the entries of this device's changes whose
+  // counter is at most this (0: none). The device has their results, or will get
+  // them when it sends those changes again.
+  std::int64_t omit_own_through = 0;
 
   // For clients: builds the request body from decoded changes.
   static json encode(const std::string& device_id, const std::vector<Change>& changes,
                      std::int64_t since, std::int64_t limit, bool echo = true,
-                     bool compact_versions = false);
+                     bool compact_versions = false, std::int64_t omit_own_through = 0);
   // The same body as text, in two steps: the "changes" array (which does not
   // depend on `since`, so a client can encode it while the previous request is
   // out), then the body around it. Parsed, encode_text(d, encode_changes(cs), ...)
@@ -134,7 +138,7 @@ struct SyncRequest {
                                     const std::vector<std::string>& fields_texts);
   static std::string encode_text(const std::string& device_id, std::string_view changes_text,
                                  std::int64_t since, std::int64_t limit, bool echo = true,
-                                 bool compact_versions = false);
+                                 bool compact_versions = false, std::int64_t omit_own_through = 0);
 };
 
 // Request-level checks of protocol.md (400 bad_request on failure): body an

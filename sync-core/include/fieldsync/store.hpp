@@ -172,6 +172,10 @@ class Store {
   Result<void> apply_sync(const std::vector<Change>& sent, const SyncResponse& response);
 
   Result<std::int64_t> cursor() const;
+  // The highest change counter this store has handed out (0: none yet). Every
+  // change of this device up to it is in the outbox, or its result was applied,
+  // or it never left the phone (sync's omit_own_through, addition F).
+  Result<std::int64_t> last_counter() const;
   // Sets the pull cursor back to 0, the one way it ever goes down: for a server
   // that answered cursor_ahead (its log is shorter than this device saw, e.g. it
   // was restored from a backup). The next sync pulls the whole log again; entries

@@ -33,6 +33,10 @@ struct SyncOptions {
   std::int64_t pull_limit = 500;  // log entries per pull
   std::chrono::milliseconds attempt_timeout{30000};
   int max_attempts = 8;  // per round trip, for transient failures
+  // Requests out at once. Above 1 only with a transport whose another() gives a
+  // second connection and a server that offers "omit_own" (addition F); otherwise,
+  // and with 1, one request at a time on the calling thread. At most 8.
+  int in_flight = 2;
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{30000};
   std::uint64_t jitter_seed = 0;  // 0 = random
@@ -53,8 +57,10 @@ Result<LoginResponse> login(Store& store, Transport& transport, const std::strin
 // Runs sync rounds until done, a permanent error, or cancellation. Each answer is
 // committed (results, pulled entries and cursor in one transaction) in order, so
 // an interrupted sync resumes where it stopped. The next request is sent while
-// the previous answer is committed on a helper thread; the transport and
-// `on_progress` run on the calling thread only. Uses the token stored by login().
+// the previous answer is committed on a helper thread. `on_progress` runs on the
+// calling thread only; so does the transport unless it makes another() and
+// options.in_flight > 1, when each connection is used from a thread of its own.
+// Uses the token stored by login().
 Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions& options = {});
 
 }  // namespace fieldsync

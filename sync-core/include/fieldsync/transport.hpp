@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +40,11 @@ class Transport {
   // `timeout` bounds the whole exchange (connect, send, receive).
   virtual Result<HttpResponse> send(const HttpRequest& request,
                                     std::chrono::milliseconds timeout) = 0;
+  // A second, independent transport to the same server, so that sync() can have
+  // two requests out at once; it and this one may then each be used from its own
+  // thread. nullptr (the default) when the implementation cannot make one: sync()
+  // then keeps one request out at a time, on the calling thread.
+  virtual std::unique_ptr<Transport> another() { return nullptr; }
 };
 
 }  // namespace fieldsync
