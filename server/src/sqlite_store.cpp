@@ -494,18 +494,9 @@ std::string fields_text(const std::map<std::string, FieldRow>& fields) {
   out += '{';
   for (const auto& [name, f] : fields) {
     if (out.size() > 1) out += ',';
-    const bool plain = std::all_of(name.begin(), name.end(), [](unsigned char c) {
-      return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-    });
-    if (plain) {
-      out += '"';
-      out += name;
-      out += '"';
-    } else {
-      out += json(name).dump();
-    }
+    append_dump_string(out, name);
     out += ":[";
-    out += f.value.dump();
+    append_dump(out, f.value);
     out += ',';
     out += std::to_string(f.version);
     out += ']';

@@ -1,6 +1,7 @@
 // JSON encoding and decoding of protocol v1 messages (docs/protocol.md).
 #include "fieldsync/protocol.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <set>
 #include <stdexcept>
@@ -491,6 +492,42 @@ Result<json> parse_strict_json(std::string_view text, int max_depth) {
   }
   if (!ok) return Error(Errc::invalid_argument, dom.error_);
   return std::move(dom.root);
+}
+
+void append_dump_string(std::string& out, std::string_view s) {
+  const bool plain = std::all_of(s.begin(), s.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (!plain) {
+    out += json(std::string(s)).dump();
+    return;
+  }
+  out += '"';
+  out += s;
+  out += '"';
+}
+
+void append_dump(std::string& out, const json& v) {
+  switch (v.type()) {
+    case json::value_t::number_integer:
+      out += std::to_string(v.get<std::int64_t>());
+      return;
+    case json::value_t::number_unsigned:
+      out += std::to_string(v.get<std::uint64_t>());
+      return;
+    case json::value_t::boolean:
+      out += v.get<bool>() ? "true" : "false";
+      return;
+    case json::value_t::null:
+      out += "null";
+      return;
+    case json::value_t::string:
+      append_dump_string(out, v.get_ref<const std::string&>());
+      return;
+    default:
+      out += v.dump();
+  }
 }
 
 json error_body(std::string_view code, std::string_view message, std::string_view field) {

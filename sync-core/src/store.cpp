@@ -893,9 +893,9 @@ struct Store::Impl {
         std::int64_t v = version_of(name);
         if (v <= 0) continue;  // never above "not synced"
         if (synced.size() > 1) synced += ',';
-        synced += json(name).dump();
+        append_dump_string(synced, name);
         synced += ":[";
-        synced += value.dump();
+        append_dump(synced, value);
         synced += ',';
         synced += std::to_string(v);
         synced += ']';
@@ -1282,15 +1282,19 @@ Result<OutboxBatch> Store::next_batch_encoded(std::int64_t max,
           if (encode) fields_texts.emplace_back(q.text_view(7));
         }
       }
+      // The batch is every outbox row from its first counter to its last: one
+      // statement marks them all.
+      if (std::any_of(batch.begin(), batch.end(),
+                      [](const OutboxEntry& e) { return !e.attempted; }))
+        impl_->db
+            ->query(
+                "UPDATE outbox SET attempted = 1 WHERE counter BETWEEN ?1 AND ?2 AND attempted = 0")
+            .bind(1, batch.front().counter)
+            .bind(2, batch.back().counter)
+            .run();
       OutboxBatch out;
       out.changes.reserve(batch.size());
-      for (auto& e : batch) {
-        if (!e.attempted)
-          impl_->db->query("UPDATE outbox SET attempted = 1 WHERE counter = ?1")
-              .bind(1, e.counter)
-              .run();
-        out.changes.push_back(std::move(e.change));
-      }
+      for (auto& e : batch) out.changes.push_back(std::move(e.change));
       if (encode) out.text = SyncRequest::encode_changes(out.changes, fields_texts);
       return out;
     });

@@ -1,6 +1,7 @@
 // Wire messages: decoding of changes and sync requests, round trips of results
 // and log entries.
 #include <catch2/catch.hpp>
+#include <limits>
 
 #include "fieldsync/protocol.hpp"
 
@@ -232,4 +233,44 @@ TEST_CASE("wire error codes map to Errc", "[protocol][wire]") {
   // A revoked device is refused, not a protocol mismatch: it must not retry.
   CHECK(errc_from_wire_code("device_revoked") == Errc::forbidden);
   CHECK(error_body("validation", "bad", "x")["error"]["field"] == "x");
+}
+
+TEST_CASE("append_dump writes what dump() writes", "[protocol][wire]") {
+  const std::vector<json> values = {
+      json(0),
+      json(-1),
+      json(412),
+      json(std::numeric_limits<std::int64_t>::min()),
+      json(std::numeric_limits<std::int64_t>::max()),
+      json(std::numeric_limits<std::uint64_t>::max()),
+      json::parse("18446744073709551615"),
+      json::parse("-9223372036854775808"),
+      json(true),
+      json(false),
+      json(nullptr),
+      json(1.5),
+      json(-0.0),
+      json(1e300),
+      json("plain text / with slash"),
+      json("quote \" and backslash \\"),
+      json("tab\tand newline\n and \x01"),
+      json("Desa Bantan Air \u00e9 \xe2\x82\xac"),
+      json(std::string("nul \0 inside", 12)),
+      json("\x7f"),
+      json::array({1, "two", nullptr}),
+      json{{"lat", 1.25}, {"lon", 102.5}},
+  };
+  for (const auto& v : values) {
+    INFO(v.dump());
+    std::string out = "x";
+    append_dump(out, v);
+    CHECK(out == "x" + v.dump());
+    if (v.is_string()) {
+      std::string s;
+      append_dump_string(s, v.get<std::string>());
+      CHECK(s == v.dump());
+    }
+  }
+  std::string bad = "y";
+  CHECK_THROWS_AS(append_dump_string(bad, "\xff\xfe"), json::type_error);  // as dump() does
 }

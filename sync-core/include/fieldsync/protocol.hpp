@@ -190,6 +190,13 @@ struct LoginResponse {
 // people.
 Result<json> parse_strict_json(std::string_view text, int max_depth);
 
+// Append exactly what v.dump() / json(s).dump() writes. Numbers, booleans, null
+// and strings that need no escaping are written without the serializer that
+// every dump() call sets up (an allocation, the locale, a 512-byte buffer): most
+// values of a survey are such, and the stores write tens of them per change.
+void append_dump(std::string& out, const json& v);
+void append_dump_string(std::string& out, std::string_view s);
+
 // {"error": {"code": ..., "message": ..., ["field": ...]}}
 json error_body(std::string_view code, std::string_view message, std::string_view field = {});
 
