@@ -488,6 +488,12 @@ const std::string kRecordColumns =
 // is what a json object of them dumps to. Written here rather than built as
 // a json object first, which copied every value (the writer's hottest path); the
 // values and any name that needs escaping are still written by the library.
+std::string dump_text(const json& v) {
+  std::string out;
+  append_dump(out, v);
+  return out;
+}
+
 std::string fields_text(const std::map<std::string, FieldRow>& fields) {
   std::string out;
   out.reserve(48 * fields.size() + 2);
@@ -896,7 +902,7 @@ class SqliteWriteTxn final : public WriteTxn {
         .bind(4, e.form_version)
         .bind(5, e.scope)
         .bind(6, e.op)
-        .bind(7, e.fields.dump())
+        .bind(7, dump_text(e.fields))
         .bind(8, e.origin)
         .bind(9, e.author)
         .bind(10, e.device)

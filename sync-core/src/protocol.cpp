@@ -269,7 +269,8 @@ std::string SyncRequest::encode_changes(const std::vector<Change>& changes,
   std::string out = "[";
   for (std::size_t i = 0; i < changes.size(); ++i) {
     if (i) out += ',';
-    std::string rest = change_without_fields(changes[i]).dump();  // "{...}", never empty
+    std::string rest;  // "{...}", never empty
+    append_dump(rest, change_without_fields(changes[i]));
     if (has_fields_member(changes[i])) {
       out += "{\"fields\":";
       out += fields_texts[i];
@@ -525,7 +526,31 @@ void append_dump(std::string& out, const json& v) {
     case json::value_t::string:
       append_dump_string(out, v.get_ref<const std::string&>());
       return;
-    default:
+    case json::value_t::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& [key, value] : v.items()) {
+        if (!first) out += ',';
+        first = false;
+        append_dump_string(out, key);
+        out += ':';
+        append_dump(out, value);
+      }
+      out += '}';
+      return;
+    }
+    case json::value_t::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& value : v) {
+        if (!first) out += ',';
+        first = false;
+        append_dump(out, value);
+      }
+      out += ']';
+      return;
+    }
+    default:  // floats, binary, discarded
       out += v.dump();
   }
 }

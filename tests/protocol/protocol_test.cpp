@@ -259,6 +259,11 @@ TEST_CASE("append_dump writes what dump() writes", "[protocol][wire]") {
       json("\x7f"),
       json::array({1, "two", nullptr}),
       json{{"lat", 1.25}, {"lon", 102.5}},
+      json::object(),
+      json::array(),
+      json{{"k\"ey", {{"nested", json::array({json::object(), true, -3, "\u00e9"})}}}, {"a", 0}},
+      json::parse(R"({"children_total": 412, "has_forum_anak": true, "nama": "Bantan \"Air\"",
+                      "choices": ["a", "b"], "loc": {"lat": 1.4, "lon": 102.1}, "x": null})"),
   };
   for (const auto& v : values) {
     INFO(v.dump());

@@ -190,10 +190,11 @@ struct LoginResponse {
 // people.
 Result<json> parse_strict_json(std::string_view text, int max_depth);
 
-// Append exactly what v.dump() / json(s).dump() writes. Numbers, booleans, null
+// Append exactly what v.dump() / json(s).dump() writes. Integers, booleans, null
 // and strings that need no escaping are written without the serializer that
-// every dump() call sets up (an allocation, the locale, a 512-byte buffer): most
-// values of a survey are such, and the stores write tens of them per change.
+// every dump() call sets up (an allocation, the locale, a 512-byte buffer) or its
+// character-by-character escaping; objects and arrays are walked the same way.
+// Most values of a survey are such, and the stores write tens per change.
 void append_dump(std::string& out, const json& v);
 void append_dump_string(std::string& out, std::string_view s);
 
