@@ -377,7 +377,7 @@ void run_sync(const SyncArgs& a) {
       static_cast<double>(first.transport->bytes_up()) / static_cast<double>(a.n);
   std::cout << "  push (device 1, full sync):       " << static_cast<std::int64_t>(push_rate)
             << " changes/s (" << push_s << " s, " << first.transport->latencies_ms().size()
-            << " round trips, pipelined, each also pulling)\n";
+            << " round trips, pipelined, up to two out, one of them pulling)\n";
 
   // Phase 2: pull into a fresh device.
   Device second = open_device(dir / "device-2.db", form, server.url(), kOfficer, kPassword);
