@@ -403,9 +403,10 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
     for (auto& l : lanes)
       if (!l->busy) lane = l.get();
     lane->busy = true;
-    if (omit_own)
-      for (const auto& c : batch.changes)
-        if (auto id = ChangeId::parse(c.id)) own_through = std::max(own_through, id->counter);
+    // A batch is in counter order: its last change has its highest counter.
+    if (omit_own && !batch.changes.empty())
+      if (auto id = ChangeId::parse(batch.changes.back().id))
+        own_through = std::max(own_through, id->counter);
     HttpRequest req;
     req.method = "POST";
     req.target = "/v1/sync";
