@@ -577,4 +577,141 @@ Errc errc_from_wire_code(std::string_view code) noexcept {
   return Errc::protocol;
 }
 
+namespace {
+
+// The SAX events of one JSON object, written out again with each member's value
+// paired (append_paired_members). Depth 1 is between the object's members; a
+// member's value is a scalar event at depth 1 or the containers opened from there.
+class PairingSax {
+ public:
+  PairingSax(std::string& out, const std::function<std::int64_t(const std::string&)>& number)
+      : out_(out), number_(number) {}
+
+  bool null() {
+    return scalar([&] { out_ += "null"; });
+  }
+  bool boolean(bool v) {
+    return scalar([&] { out_ += v ? "true" : "false"; });
+  }
+  bool number_integer(json::number_integer_t v) {
+    return scalar([&] { out_ += std::to_string(v); });
+  }
+  bool number_unsigned(json::number_unsigned_t v) {
+    return scalar([&] { out_ += std::to_string(v); });
+  }
+  bool number_float(json::number_float_t v, const std::string&) {
+    return scalar([&] { out_ += json(v).dump(); });  // as the parsed value is written
+  }
+  bool string(std::string& v) {
+    return scalar([&] { append_dump_string(out_, v); });
+  }
+  bool binary(json::binary_t&) { return false; }  // not in JSON text
+
+  bool start_object(std::size_t) { return open(true); }
+  bool end_object() { return close('}'); }
+  bool start_array(std::size_t) { return open(false); }
+  bool end_array() { return close(']'); }
+
+  bool key(std::string& k) {
+    if (depth() == 1) {  // a member of the object: its number decides whether it is written
+      number_now_ = number_(k);
+      skipping_ = number_now_ <= 0;
+      if (skipping_) return true;
+      if (members_++) out_ += ',';
+      append_dump_string(out_, k);
+      out_ += ":[";
+      return true;
+    }
+    if (!skipping_) {
+      comma();
+      append_dump_string(out_, k);
+      out_ += ':';
+    }
+    return true;
+  }
+
+  bool parse_error(std::size_t, const std::string&, const json::exception&) { return false; }
+
+  bool done() const { return finished_; }
+
+ private:
+  struct Open {
+    bool object;
+    bool first = true;
+  };
+  std::size_t depth() const { return open_.size(); }
+
+  // The separator before an element of an array or a member of a nested object.
+  void comma() {
+    if (!open_.back().first) out_ += ',';
+    open_.back().first = false;
+  }
+  // Where a value starts: a top-level value must be the object itself.
+  bool value_start() {
+    if (depth() == 0) return false;
+    if (depth() > 1 && !open_.back().object && !skipping_) comma();
+    return true;
+  }
+  void member_end() {
+    if (!skipping_) {
+      out_ += ',';
+      out_ += std::to_string(number_now_);
+      out_ += ']';
+    }
+    skipping_ = false;
+  }
+  template <typename Write>
+  bool scalar(Write write) {
+    if (!value_start()) return false;
+    if (!skipping_) write();
+    if (depth() == 1) member_end();
+    return true;
+  }
+  bool open(bool object) {
+    if (finished_) return false;
+    if (depth() == 0) {
+      if (!object) return false;
+      out_ += '{';
+    } else {
+      value_start();
+      if (!skipping_) out_ += object ? '{' : '[';
+    }
+    open_.push_back(Open{object});
+    return true;
+  }
+  bool close(char bracket) {
+    open_.pop_back();
+    if (depth() == 0) {
+      out_ += '}';
+      finished_ = true;
+      return true;
+    }
+    if (!skipping_) out_ += bracket;
+    if (depth() == 1) member_end();
+    return true;
+  }
+
+  std::string& out_;
+  const std::function<std::int64_t(const std::string&)>& number_;
+  std::vector<Open> open_;
+  std::int64_t number_now_ = 0;
+  bool skipping_ = false;  // the current member is left out
+  std::size_t members_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+void append_paired_members(std::string& out, std::string_view object_text,
+                           const std::function<std::int64_t(const std::string&)>& number) {
+  const std::size_t before = out.size();
+  PairingSax sax(out, number);
+  const bool ok = json::sax_parse(object_text.begin(), object_text.end(), &sax,
+                                  json::input_format_t::json, /*strict=*/true);
+  if (!ok || !sax.done()) {
+    out.resize(before);
+    throw std::invalid_argument("not a JSON object");
+  }
+}
+
 }  // namespace fieldsync

@@ -209,8 +209,13 @@ RecordRow read_record(const Query& q) {
   return r;
 }
 
+// What compact_base writes for a change that saw nothing of its record.
+constexpr std::string_view kNewRecordBase = "{}";
+
 // `zero_bases_through`: the last counter sent before schema 2 (see its step).
-OutboxEntry read_outbox(const Query& q, std::int64_t zero_bases_through) {
+// `parse_fields` false leaves an upsert's fields null, for a caller that reads
+// them from the text (OutboxBatch).
+OutboxEntry read_outbox(const Query& q, std::int64_t zero_bases_through, bool parse_fields = true) {
   OutboxEntry e;
   e.counter = q.int64(0);
   Change& c = e.change;
@@ -220,12 +225,19 @@ OutboxEntry read_outbox(const Query& q, std::int64_t zero_bases_through) {
   c.form = q.text(4);
   if (!q.is_null(5)) c.form_version = q.int64(5);
   c.scope = q.text(6);
-  c.fields = parse_stored(q.text_view(7), "change fields");
-  c.base = read_base(parse_stored(q.text_view(8), "change base"));
-  c.hlc = q.text(9);
   e.attempted = q.int64(10) != 0;
+  const bool old_bases = e.attempted && e.counter <= zero_bases_through;
+  if (parse_fields || c.op != "upsert" || old_bases)
+    c.fields = parse_stored(q.text_view(7), "change fields");
+  else
+    c.fields = nullptr;
+  if (q.text_view(8) == kNewRecordBase)
+    c.base = VersionMap{{"", 0}};
+  else
+    c.base = read_base(parse_stored(q.text_view(8), "change base"));
+  c.hlc = q.text(9);
   e.created_at = q.text(11);
-  if (e.attempted && e.counter <= zero_bases_through)
+  if (old_bases)
     for (const auto& [name, value] : c.fields.items()) c.base.try_emplace(name, 0);
   return e;
 }
@@ -832,7 +844,8 @@ struct Store::Impl {
   // `sent`: the change as the caller sent it, when it has it. A change is only
   // sent once attempted, and an attempted outbox row never changes
   // (update_change), so the row is then only looked up, not read and parsed again.
-  void apply_result(const ChangeResult& r, const Change* sent) {
+  // `fields_text`: sent's fields as stored, when sent->fields is null (OutboxBatch).
+  void apply_result(const ChangeResult& r, const Change* sent, const std::string* fields_text) {
     auto cid = ChangeId::parse(r.id);
     if (!cid || cid->device_id != device_id) return;
     std::optional<OutboxEntry> entry;
@@ -844,12 +857,54 @@ struct Store::Impl {
       if (!q.step() || q.text_view(0) != r.id) return;
       if (!sent || q.int64(1) == 0) entry = outbox_entry(cid->counter);
     }
-    const Change& c = entry ? entry->change : *sent;
+    const Change* given = entry ? &entry->change : sent;
+    const bool unparsed = !entry && given->fields.is_null() && fields_text;
     const std::int64_t counter = cid->counter;
-    auto row = load_record(c.record);
-    if (!row) fail(Errc::internal, "outbox change " + c.id + " has no record");
+    auto row = load_record(given->record);
+    if (!row) fail(Errc::internal, "outbox change " + given->id + " has no record");
     delete_change(counter);
-    auto later = pending(c.record, counter);
+    auto later = pending(given->record, counter);
+
+    auto version_of = [&](const std::string& f) {
+      auto it = r.versions.find(f);
+      return it == r.versions.end() ? r.seq : it->second;
+    };
+    if (r.status == "applied" && r.conflicts.empty() && given->op == "upsert" &&
+        row->synced.empty() && later.empty()) {
+      // The common case of a push: the first answer for a record created here
+      // (the server had nothing of it), with no later edit to rebase. Its synced
+      // values are the change's, written straight to text: what the general path
+      // below writes, without building and freeing a copy of every value.
+      std::string synced;
+      if (unparsed) {
+        append_paired_members(synced, *fields_text, version_of);  // never above "not synced"
+      } else {
+        synced = "{";
+        for (const auto& [name, value] : given->fields.items()) {
+          std::int64_t v = version_of(name);
+          if (v <= 0) continue;  // never above "not synced"
+          if (synced.size() > 1) synced += ',';
+          append_dump_string(synced, name);
+          synced += ":[";
+          append_dump(synced, value);
+          synced += ',';
+          synced += std::to_string(v);
+          synced += ']';
+        }
+        synced += '}';
+      }
+      row->version = std::max(row->version, r.seq);
+      update_record(*row, synced);
+      add_receipt(*given, r);
+      applied_records.erase(row->id);  // apply_entry reads the row back if it needs it
+      return;
+    }
+    std::optional<Change> parsed;  // the rest reads the fields' values
+    if (unparsed) {
+      parsed = *given;
+      parsed->fields = parse_stored(*fields_text, "change fields");
+    }
+    const Change& c = parsed ? *parsed : *given;
 
     if (r.status == "rejected") {
       RejectReason reason =
@@ -875,36 +930,6 @@ struct Store::Impl {
       } else {
         update_record(*row);
       }
-      return;
-    }
-
-    auto version_of = [&](const std::string& f) {
-      auto it = r.versions.find(f);
-      return it == r.versions.end() ? r.seq : it->second;
-    };
-    if (r.status == "applied" && r.conflicts.empty() && c.op == "upsert" && row->synced.empty() &&
-        later.empty()) {
-      // The common case of a push: the first answer for a record created here
-      // (the server had nothing of it), with no later edit to rebase. Its synced
-      // values are the change's, written straight to text: what the general path
-      // below writes, without building and freeing a copy of every value.
-      std::string synced = "{";
-      for (const auto& [name, value] : c.fields.items()) {
-        std::int64_t v = version_of(name);
-        if (v <= 0) continue;  // never above "not synced"
-        if (synced.size() > 1) synced += ',';
-        append_dump_string(synced, name);
-        synced += ":[";
-        append_dump(synced, value);
-        synced += ',';
-        synced += std::to_string(v);
-        synced += ']';
-      }
-      synced += '}';
-      row->version = std::max(row->version, r.seq);
-      update_record(*row, synced);
-      add_receipt(c, r);
-      applied_records.erase(row->id);  // apply_entry reads the row back if it needs it
       return;
     }
 
@@ -981,6 +1006,11 @@ struct Store::Impl {
     add_receipt(c, r);
     applied_records.insert_or_assign(row->id, std::move(*row));
   }
+
+  // Store::apply_sync; `fields_text` (OutboxBatch's) is sent's fields as stored.
+  Result<void> apply_sync(const std::vector<Change>& sent,
+                          const std::vector<std::string>* fields_text,
+                          const SyncResponse& response);
 
   void apply_entry(const LogEntry& e) {
     RecordRow* row = nullptr;
@@ -1269,17 +1299,17 @@ Result<OutboxBatch> Store::next_batch_encoded(std::int64_t max,
     }
     return impl_->write([&] {
       std::vector<OutboxEntry> batch;
-      std::vector<std::string> fields_texts;  // as stored: parsed into each change too
+      OutboxBatch out;
       {
         auto q = impl_->db->query(
             "SELECT counter, change_id, record, op, form, form_version, scope, fields, base, hlc, "
             "attempted, created_at FROM outbox WHERE counter > ?2 ORDER BY counter LIMIT ?1");
         q.bind(1, max).bind(2, after);
         while (q.step()) {
-          OutboxEntry e = read_outbox(q, impl_->zero_bases_through);
+          OutboxEntry e = read_outbox(q, impl_->zero_bases_through, /*parse_fields=*/!encode);
           if (!records.insert(e.change.record).second) break;
           batch.push_back(std::move(e));
-          if (encode) fields_texts.emplace_back(q.text_view(7));
+          if (encode) out.fields_text.emplace_back(q.text_view(7));
         }
       }
       // The batch is every outbox row from its first counter to its last: one
@@ -1292,19 +1322,31 @@ Result<OutboxBatch> Store::next_batch_encoded(std::int64_t max,
             .bind(1, batch.front().counter)
             .bind(2, batch.back().counter)
             .run();
-      OutboxBatch out;
       out.changes.reserve(batch.size());
       for (auto& e : batch) out.changes.push_back(std::move(e.change));
-      if (encode) out.text = SyncRequest::encode_changes(out.changes, fields_texts);
+      if (encode) out.text = SyncRequest::encode_changes(out.changes, out.fields_text);
       return out;
     });
   });
 }
 
 Result<void> Store::apply_sync(const std::vector<Change>& sent, const SyncResponse& response) {
+  return impl_->apply_sync(sent, nullptr, response);
+}
+
+Result<void> Store::apply_batch(const OutboxBatch& sent, const SyncResponse& response) {
+  if (sent.fields_text.size() != sent.changes.size())
+    return Error(Errc::invalid_argument, "a batch needs one fields text per change");
+  return impl_->apply_sync(sent.changes, &sent.fields_text, response);
+}
+
+Result<void> Store::Impl::apply_sync(const std::vector<Change>& sent,
+                                     const std::vector<std::string>* fields_text,
+                                     const SyncResponse& response) {
   return guarded([&]() -> Result<void> {
-    std::unordered_map<std::string_view, const Change*> sent_by_id;
-    for (const auto& c : sent) sent_by_id.emplace(c.id, &c);
+    // change id -> its index in sent
+    std::unordered_map<std::string_view, std::size_t> sent_by_id;
+    for (std::size_t i = 0; i < sent.size(); ++i) sent_by_id.emplace(sent[i].id, i);
     std::set<std::string> answered;
     for (const auto& r : response.results) {
       if (!sent_by_id.count(r.id))
@@ -1333,17 +1375,20 @@ Result<void> Store::apply_sync(const std::vector<Change>& sent, const SyncRespon
     struct Forget {  // the cache never outlives this call, whatever happens
       std::unordered_map<std::string, RecordRow>& records;
       ~Forget() { records.clear(); }
-    } forget{impl_->applied_records};
-    impl_->write([&] {
+    } forget{applied_records};
+    write([&] {
       for (const auto& r : response.results) {
         auto it = sent_by_id.find(r.id);
-        impl_->apply_result(r, it == sent_by_id.end() ? nullptr : it->second);
+        if (it == sent_by_id.end())
+          apply_result(r, nullptr, nullptr);
+        else
+          apply_result(r, &sent[it->second], fields_text ? &(*fields_text)[it->second] : nullptr);
       }
-      for (const LogEntry* e : entries) impl_->apply_entry(*e);
-      std::int64_t old = impl_->meta_int("cursor");
-      if (response.cursor > old) impl_->set_meta("cursor", std::to_string(response.cursor));
-      impl_->set_meta("last_sync_at", impl_->now_text());
-      impl_->db->query("DELETE FROM receipts WHERE seqno <= (SELECT max(seqno) FROM receipts) - ?1")
+      for (const LogEntry* e : entries) apply_entry(*e);
+      std::int64_t old = meta_int("cursor");
+      if (response.cursor > old) set_meta("cursor", std::to_string(response.cursor));
+      set_meta("last_sync_at", now_text());
+      db->query("DELETE FROM receipts WHERE seqno <= (SELECT max(seqno) FROM receipts) - ?1")
           .bind(1, kReceiptsKept)
           .run();
     });

@@ -198,9 +198,8 @@ struct Applied {
   std::int64_t sent = 0, applied = 0, conflicts = 0, rejected = 0, received = 0, cursor = 0;
 };
 
-Result<Applied> apply_round(Store& store, const std::vector<Change>& batch,
-                            const SyncResponse& resp) {
-  if (auto r = store.apply_sync(batch, resp); !r) return r.error();
+Result<Applied> apply_round(Store& store, const OutboxBatch& batch, const SyncResponse& resp) {
+  if (auto r = store.apply_batch(batch, resp); !r) return r.error();
   Applied a;
   a.sent = static_cast<std::int64_t>(resp.results.size());
   for (const auto& r : resp.results) {
@@ -256,7 +255,7 @@ struct Lane {
 
 // A request out: the changes it carries, whether it pulls, and its answer.
 struct Flight {
-  std::vector<Change> sent;
+  OutboxBatch sent;  // its text dropped once sent
   bool pulls = true;
   std::int64_t since = 0;
   Lane* lane = nullptr;
@@ -394,7 +393,7 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
         ids.push_back(std::move(id_only));
       }
     };
-    for (const auto& f : flights) add_ids(f.sent);
+    for (const auto& f : flights) add_ids(f.sent.changes);
     if (unapplied) add_ids(*unapplied);
     return ids;
   };
@@ -424,7 +423,8 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
         device_id, batch.text, pulls ? since : 0, pulls ? options.pull_limit : 0,
         /*echo=*/false, /*compact_versions=*/true, pulls && omit_own ? own_through : 0);
     Flight f;
-    f.sent = std::move(batch.changes);
+    batch.text = {};
+    f.sent = std::move(batch);
     f.pulls = pulls;
     f.since = since;
     f.lane = lane;
@@ -499,18 +499,18 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
       continue;
     }
     if (ex.restart == Exchange::Restart::too_large) {
-      if (f.sent.size() <= 1) return fail(ex.failure);
+      if (f.sent.changes.size() <= 1) return fail(ex.failure);
       // Resend a smaller prefix of the same outbox (same ids, same content).
-      batch_size = std::max<std::int64_t>(1, static_cast<std::int64_t>(f.sent.size()) / 2);
+      batch_size = std::max<std::int64_t>(1, static_cast<std::int64_t>(f.sent.changes.size()) / 2);
       continue;
     }
 
     SyncResponse resp = std::move(*ex.answer);
-    if (!f.sent.empty() && resp.results.empty())
+    if (!f.sent.changes.empty() && resp.results.empty())
       return fail(Error(Errc::protocol, "the server answered a push without any result"));
     bool restart_pull = false;
     if (f.pulls) {
-      if (resp.more && f.sent.empty() && resp.changes.empty() && resp.cursor <= f.since)
+      if (resp.more && f.sent.changes.empty() && resp.changes.empty() && resp.cursor <= f.since)
         return fail(Error(Errc::protocol, "the server says there is more but sends nothing new"));
       since = std::max(since, resp.cursor);
       pulled_all = !resp.more;
@@ -541,7 +541,7 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
 
     // The next requests go out before this answer is applied; their batches hold
     // none of its records.
-    if (auto r = fill(&f.sent); !r) return fail(r.error());
+    if (auto r = fill(&f.sent.changes); !r) return fail(r.error());
     auto job = std::make_shared<std::packaged_task<Job()>>(
         [&store, batch_size, sent = std::move(f.sent), answer = std::move(resp),
          out = held(nullptr), take_next = !flights.empty()] {

@@ -279,3 +279,57 @@ TEST_CASE("append_dump writes what dump() writes", "[protocol][wire]") {
   std::string bad = "y";
   CHECK_THROWS_AS(append_dump_string(bad, "\xff\xfe"), json::type_error);  // as dump() does
 }
+
+TEST_CASE("append_paired_members writes what pairing the parsed object writes",
+          "[protocol][wire]") {
+  // The reference: parse, pair each member with its number, append_dump.
+  auto paired = [](const json& object, const std::function<std::int64_t(const std::string&)>& n) {
+    std::string out = "{";
+    for (const auto& [name, value] : object.items()) {
+      if (n(name) <= 0) continue;
+      if (out.size() > 1) out += ',';
+      append_dump_string(out, name);
+      out += ":[";
+      append_dump(out, value);
+      out += "," + std::to_string(n(name)) + "]";
+    }
+    return out + "}";
+  };
+  const std::vector<json> objects = {
+      json::object(),
+      json{{"a", 1}},
+      json::parse(R"({"children_total": 412, "has_forum_anak": true, "nama": "Bantan \"Air\"",
+                      "choices": ["a", "b", [], {}], "loc": {"lat": 1.4, "lon": 102.1,
+                      "deep": {"x": [1, [2, [3, {"y": null}]]]}}, "x": null, "z": -0.0})"),
+      json{{"k\"ey", {{"nested", json::array({json::object(), true, -3, "\u00e9"})}}},
+           {"skip me", json::array({1, json{{"a", "b"}}})},
+           {"big", std::numeric_limits<std::uint64_t>::max()},
+           {"small", std::numeric_limits<std::int64_t>::min()},
+           {"ctl", std::string("nul \0 and \x01", 11)},
+           {"f", 1e300}},
+      json{{"skip me", "only a skipped member"}},
+      json{{"skip me", json::object()}, {"after", 2}},
+  };
+  const std::vector<std::function<std::int64_t(const std::string&)>> numbers = {
+      [](const std::string&) { return std::int64_t{7}; },
+      [](const std::string& name) { return name == "skip me" ? std::int64_t{0} : std::int64_t{9}; },
+      [](const std::string& name) { return static_cast<std::int64_t>(name.size()) - 2; },
+  };
+  for (const auto& object : objects)
+    for (const auto& number : numbers) {
+      const std::string text = object.dump();
+      INFO(text);
+      std::string out = "prefix";
+      append_paired_members(out, text, number);
+      CHECK(out == "prefix" + paired(object, number));
+      CHECK(json::parse(out.substr(6)).is_object());
+    }
+  // Not one object: refused, and nothing is appended.
+  for (const char* bad : {"[]", "1", "\"s\"", "{", "{\"a\":1}}", "{\"a\":1} {}", "{\"a\":}", "",
+                          "{\"a\":\"\xff\"}", "null"}) {
+    INFO(bad);
+    std::string out = "kept";
+    CHECK_THROWS_AS(append_paired_members(out, bad, numbers[0]), std::invalid_argument);
+    CHECK(out == "kept");
+  }
+}

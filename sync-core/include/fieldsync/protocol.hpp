@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -197,6 +198,16 @@ Result<json> parse_strict_json(std::string_view text, int max_depth);
 // Most values of a survey are such, and the stores write tens per change.
 void append_dump(std::string& out, const json& v);
 void append_dump_string(std::string& out, std::string_view s);
+
+// Appends the JSON object `object_text` again with every member's value paired
+// with a number: {"a": va, ...} becomes {"a":[va,n],...} with n = number("a"),
+// and a member whose n is 0 or less is left out. Members keep their order in the
+// text and values are written as append_dump writes them once parsed, so for the
+// text dump() writes, the result is what pairing the parsed object writes. The
+// text is read with nlohmann's SAX parser: no value is built. Throws
+// std::invalid_argument if it is not one JSON object.
+void append_paired_members(std::string& out, std::string_view object_text,
+                           const std::function<std::int64_t(const std::string&)>& number);
 
 // {"error": {"code": ..., "message": ..., ["field": ...]}}
 json error_body(std::string_view code, std::string_view message, std::string_view field = {});
