@@ -49,7 +49,9 @@ void expand_versions(ChangeResult& r, const json& raw) {
 }
 
 std::string received_hash(const json& raw) {
-  return to_hex(sha256(raw.dump()));
+  std::string text;  // raw.dump(), without a serializer per call
+  append_dump(text, raw);
+  return to_hex(sha256(text));
 }
 
 namespace {
@@ -161,7 +163,10 @@ std::shared_ptr<const Form> Merger::form(const std::string& id,
   return shared;
 }
 
-ChangeResult Merger::apply(const json& raw, const std::string& hash) {
+Received::Received(json& raw) : hash(change_hash(raw)), change(decode_change(raw)) {}
+
+ChangeResult Merger::apply(const json& raw, Received& received) {
+  const std::string& hash = received.hash;
   const std::string id = raw.at("id").get<std::string>();
   auto prior = txn_.processed(id);
   if (prior && same_content(prior->content_hash, raw, hash)) {
@@ -175,7 +180,7 @@ ChangeResult Merger::apply(const json& raw, const std::string& hash) {
   }
 
   Plan plan;
-  auto rejection = check(raw, plan);
+  auto rejection = check(raw, received.change, plan);
   if (!rejection && prior)
     rejection =
         reason("id_reused",
@@ -212,7 +217,7 @@ ChangeResult Merger::reject(const json& raw, const std::string& id, RejectReason
 
 // The rejection checks of protocol.md, in its order: forbidden, unknown_form,
 // validation, stale_form_version, deleted (id_reused is left to the caller).
-std::optional<RejectReason> Merger::check(const json& raw, Plan& plan) {
+std::optional<RejectReason> Merger::check(const json& raw, Result<Change>& decoded, Plan& plan) {
   const std::string* raw_record = string_member(raw, "record");
   if (raw_record && is_uuid(*raw_record)) plan.record = txn_.record(*raw_record);
 
@@ -250,7 +255,6 @@ std::optional<RejectReason> Merger::check(const json& raw, Plan& plan) {
   }
 
   // validation
-  auto decoded = decode_change(raw);
   if (!decoded) {
     const Error& e = decoded.error();
     return reason("validation", e.message, e.field);

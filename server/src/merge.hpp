@@ -39,6 +39,15 @@ std::string received_hash(const json& raw);
 // a change sent before an upgrade of server or app is still replayed after it.
 bool same_content(const std::string& stored, const json& raw, const std::string& hash);
 
+// What the request thread works out about one received change before the writer
+// merges it: its change_hash() and its decode_change(). Both read the change
+// only, so the single writer thread need not spend its time on them.
+struct Received {
+  std::string hash;
+  Result<Change> change;
+  explicit Received(json& raw);
+};
+
 // Hands hashes computed on a request thread to the writer thread as they come:
 // the request thread publishes how many are ready, the writer waits for each.
 class HashFeed {
@@ -94,18 +103,19 @@ class Merger {
   Merger(WriteTxn& txn, MergeContext context);
 
   // Processes one change as received (any JSON object with a string "id": the
-  // request-level shape is checked before), whose change_hash() is `hash`
-  // (computed by the caller, off the writer thread). Returns its result in the
-  // compact form of addition E: the versions equal to its seq are left out, and
-  // expand_versions() puts them back. Throws StoreFailure when the store fails
-  // (the caller's job is then rolled back).
-  ChangeResult apply(const json& raw_change, const std::string& hash);
+  // request-level shape is checked before), with its hash and decoding in
+  // `received` (computed by the caller, off the writer thread; its change is
+  // moved from). Returns its result in the compact form of addition E: the
+  // versions equal to its seq are left out, and expand_versions() puts them
+  // back. Throws StoreFailure when the store fails (the caller's job is then
+  // rolled back).
+  ChangeResult apply(const json& raw_change, Received& received);
 
   const MergeStats& stats() const { return stats_; }
 
  private:
   struct Plan;
-  std::optional<RejectReason> check(const json& raw, Plan& plan);
+  std::optional<RejectReason> check(const json& raw, Result<Change>& decoded, Plan& plan);
   ChangeResult execute(Plan& plan);
   ChangeResult reject(const json& raw, const std::string& id, RejectReason reason, bool remember,
                       const std::string& hash);

@@ -507,9 +507,9 @@ Response Router::sync(const Request& req, const Caller& caller) {
 
   SyncResponse answer;
   if (!sr.raw_changes.empty()) {
-    // Each change's replay identity is computed here, off the writer thread, while
-    // the writer already merges the changes hashed so far.
-    std::vector<std::string> hashes(sr.raw_changes.size());
+    // Each change's replay identity and decoding are worked out here, off the
+    // writer thread, while the writer already merges the changes done so far.
+    std::vector<std::optional<Received>> received(sr.raw_changes.size());
     HashFeed feed;
     MergeStats stats;
     bool revoked_meanwhile = false;
@@ -523,7 +523,7 @@ Response Router::sync(const Request& req, const Caller& caller) {
       for (std::size_t i = 0; i < sr.raw_changes.size(); ++i) {
         if (!feed.wait_for(i))
           return Error(Errc::internal, "the request's changes were not hashed");
-        answer.results.push_back(merger.apply(sr.raw_changes[i], hashes[i]));
+        answer.results.push_back(merger.apply(sr.raw_changes[i], *received[i]));
       }
       stats = merger.stats();
       DeviceUpdate d = device;
@@ -535,7 +535,7 @@ Response Router::sync(const Request& req, const Caller& caller) {
     });
     try {
       for (std::size_t i = 0; i < sr.raw_changes.size(); ++i) {
-        hashes[i] = change_hash(sr.raw_changes[i]);
+        received[i].emplace(sr.raw_changes[i]);
         feed.publish(i + 1);
       }
     } catch (...) {
