@@ -488,11 +488,6 @@ const std::string kRecordColumns =
 // is what a json object of them dumps to. Written here rather than built as
 // a json object first, which copied every value (the writer's hottest path); the
 // values and any name that needs escaping are still written by the library.
-std::string dump_text(const json& v) {
-  std::string out;
-  append_dump(out, v);
-  return out;
-}
 
 std::string fields_text(const std::map<std::string, FieldRow>& fields) {
   std::string out;

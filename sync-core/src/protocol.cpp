@@ -509,6 +509,12 @@ void append_dump_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
+std::string dump_text(const json& v) {
+  std::string out;
+  append_dump(out, v);
+  return out;
+}
+
 void append_dump(std::string& out, const json& v) {
   switch (v.type()) {
     case json::value_t::number_integer:

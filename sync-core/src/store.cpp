@@ -8,9 +8,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -160,7 +163,7 @@ std::string compact_base(const VersionMap& base) {
   json j = json::object();
   for (const auto& [k, v] : base)
     if (v != 0) j[k] = v;
-  return j.dump();
+  return dump_text(j);
 }
 
 VersionMap read_base(const json& stored) {
@@ -276,6 +279,78 @@ struct Store::Impl {
   // again, and not written when they change nothing.
   std::unordered_map<std::string, RecordRow> applied_records;
 
+  // WAL checkpoints (copying committed pages from the WAL into the database
+  // file). SQLite's automatic one runs inside the commit that takes the WAL past
+  // 1000 pages: a sync paid for copying the pages of the saves before it, up to a
+  // third of a small sync's time. Here the commit only signals, and a thread with
+  // its own connection copies (PASSIVE: it never waits for or blocks this one).
+  // Past kWalWriterPages (a checkpoint that cannot keep up, or never reaches the
+  // WAL's end under steady writes) the committing thread checkpoints as SQLite
+  // would have, which lets the WAL start over.
+  static constexpr int kWalBackgroundPages = 1000;
+  static constexpr int kWalWriterPages = 4000;
+  std::unique_ptr<Db> checkpoint_db;  // used by `checkpointer` only
+  std::thread checkpointer;
+  std::mutex checkpoint_mutex;
+  std::condition_variable checkpoint_cv;
+  bool checkpoint_wanted = false;
+  bool checkpoint_stop = false;
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() {
+    if (!checkpointer.joinable()) return;
+    sqlite3_wal_hook(db->handle(), nullptr, nullptr);
+    {
+      std::lock_guard lock(checkpoint_mutex);
+      checkpoint_stop = true;
+    }
+    checkpoint_cv.notify_all();
+    checkpointer.join();
+  }
+
+  void start_checkpointer() {
+    checkpoint_db = Db::open(path, /*create=*/false);
+    // A connection opens the WAL with its first read; until then a checkpoint
+    // through it finds no WAL and copies nothing.
+    checkpoint_db->exec("SELECT count(*) FROM sqlite_master");
+    sqlite3_wal_hook(db->handle(), &Impl::after_wal_commit, this);  // replaces the automatic one
+    checkpointer = std::thread([this] { checkpoint_loop(); });
+  }
+
+  // Called by SQLite after each commit of `db`, with the WAL's size in pages.
+  static int after_wal_commit(void* self, sqlite3* handle, const char* schema, int pages) {
+    auto* impl = static_cast<Impl*>(self);
+    if (pages >= kWalWriterPages) {
+      // Returns SQLITE_BUSY at once while the other thread checkpoints; the next
+      // commit tries again.
+      (void)sqlite3_wal_checkpoint_v2(handle, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (pages >= kWalBackgroundPages) {
+      {
+        std::lock_guard lock(impl->checkpoint_mutex);
+        impl->checkpoint_wanted = true;
+      }
+      impl->checkpoint_cv.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void checkpoint_loop() {
+    std::unique_lock lock(checkpoint_mutex);
+    for (;;) {
+      checkpoint_cv.wait(lock, [&] { return checkpoint_wanted || checkpoint_stop; });
+      if (checkpoint_stop) return;
+      checkpoint_wanted = false;
+      lock.unlock();
+      // A failure (busy, I/O) leaves the pages in the WAL, where they are safe;
+      // a later commit asks again.
+      (void)sqlite3_wal_checkpoint_v2(checkpoint_db->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                      nullptr, nullptr);
+      lock.lock();
+    }
+  }
+
   std::int64_t now_ms() const { return wall(); }
   std::string now_text() const { return format_rfc3339_ms(now_ms()); }
 
@@ -354,6 +429,7 @@ struct Store::Impl {
     Hlc last{};
     if (hlc_text && !hlc_text->empty()) last = take(Hlc::parse(*hlc_text));
     clock = HlcClock(wall, last);
+    start_checkpointer();
   }
 
   void migrate() {
@@ -538,11 +614,11 @@ struct Store::Impl {
         .bind(6, r.server_deleted)
         .bind(7, r.tomb_seq)
         .bind(8, r.local_deleted)
-        .bind(9, r.synced.dump())
+        .bind(9, dump_text(r.synced))
         .run();
   }
 
-  void update_record(const RecordRow& r) { update_record(r, r.synced.dump()); }
+  void update_record(const RecordRow& r) { update_record(r, dump_text(r.synced)); }
 
   // `synced_text`: r.synced as JSON text.
   void update_record(const RecordRow& r, const std::string& synced_text) {
@@ -580,7 +656,7 @@ struct Store::Impl {
   }
 
   void insert_change(const OutboxEntry& e) {
-    insert_change(e, e.change.fields.dump(), compact_base(e.change.base));
+    insert_change(e, dump_text(e.change.fields), compact_base(e.change.base));
   }
 
   // The hot path of a save: the field and base texts are written as given, so a
@@ -615,7 +691,7 @@ struct Store::Impl {
           "UPDATE outbox SET fields = ?2, base = ?3, hlc = ?4, form_version = ?5 WHERE counter = "
           "?1")
         .bind(1, e.counter)
-        .bind(2, e.change.fields.dump())
+        .bind(2, dump_text(e.change.fields))
         .bind(3, compact_base(e.change.base))
         .bind(4, e.change.hlc)
         .bind(5, e.change.form_version)
@@ -755,7 +831,7 @@ struct Store::Impl {
       for (const auto& [name, value] : req.fields.items())
         if (std::int64_t b = base_for(name)) base[name] = b;
       if (row.version) base[""] = row.version;
-      insert_change(e, req.fields.dump(), base.dump());
+      insert_change(e, dump_text(req.fields), dump_text(base));
       if (creating) return id;
     }
     if (form->version > row.form_version) {

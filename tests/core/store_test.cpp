@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include "fieldsync/ids.hpp"
 #include "store_fixture.hpp"
@@ -438,4 +439,36 @@ TEST_CASE("two Store objects on one file see each other's writes", "[core][store
   CHECK(*Hlc::parse(out->at(1).change.hlc) > *Hlc::parse(out->at(0).change.hlc));
   CHECK(*Hlc::parse(out->at(2).change.hlc) > *Hlc::parse(out->at(1).change.hlc));
   CHECK(s2->get(a).ok());
+}
+
+TEST_CASE("the WAL is copied into the store file in the background, and closing waits for it",
+          "[core][store]") {
+  // Commits do not checkpoint themselves below 4000 WAL pages: past 1000 a thread
+  // with its own connection copies the pages into the database file.
+  TempDir dir;
+  const std::string path = dir.file("a.db");
+  auto s = open_with_form(path);
+  const auto small = std::filesystem::file_size(path);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 600; ++i) {  // a commit each: ~1500 WAL pages
+    auto id =
+        s->put(new_record({{"name", "r" + std::to_string(i)}, {"note", std::string(45, 'n')}}));
+    REQUIRE(id.ok());
+    ids.push_back(*id);
+  }
+  // The file takes the pages while the store stays open and idle.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::filesystem::file_size(path) < small + 64 * 1024 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(std::filesystem::file_size(path) >= small + 64 * 1024);
+  // Closing while writes keep asking for checkpoints: nothing is lost.
+  for (int i = 0; i < 300; ++i)
+    REQUIRE(s->put(edit(ids[static_cast<std::size_t>(i)], {{"count", i}})).ok());
+  s.reset();
+  auto again = open_store(path);
+  auto records = again->list({});
+  REQUIRE(records.ok());
+  CHECK(records->size() == 600);
+  CHECK(again->get(ids[299])->fields.at("count").value == 299);
 }

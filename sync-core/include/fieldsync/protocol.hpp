@@ -198,6 +198,8 @@ Result<json> parse_strict_json(std::string_view text, int max_depth);
 // Most values of a survey are such, and the stores write tens per change.
 void append_dump(std::string& out, const json& v);
 void append_dump_string(std::string& out, std::string_view s);
+// v.dump() written by append_dump.
+std::string dump_text(const json& v);
 
 // Appends the JSON object `object_text` again with every member's value paired
 // with a number: {"a": va, ...} becomes {"a":[va,n],...} with n = number("a"),
