@@ -5,6 +5,7 @@
 #include "merge.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "crypto.hpp"
@@ -114,6 +115,22 @@ bool same_content(const std::string& stored, const json& raw, const std::string&
   json copy = raw;
   return stored == hash_with_base(copy, Zeros::written);
 }
+
+namespace {
+
+// record_key_text of a new record whose field rows would be `fields` at one version.
+std::string record_key_text(const Form& form, const json& fields) {
+  if (form.key.empty()) return {};
+  json values = json::array();
+  for (const auto& k : form.key) {
+    auto it = fields.find(k);
+    if (it == fields.end() || it->is_null()) return {};
+    values.push_back(*it);
+  }
+  return values.dump();
+}
+
+}  // namespace
 
 std::string record_key_text(const Form& form, const std::map<std::string, FieldRow>& fields) {
   if (form.key.empty()) return {};
@@ -415,7 +432,28 @@ ChangeResult Merger::execute(Plan& plan) {
     std::vector<const std::string*> set_names;  // of c.fields, for the log entry
     bool key_changed = false;
     row.form_version = std::max(row.form_version, plan.form_version);
+    // The usual create: a new record, a change that saw nothing of it. Every value
+    // is set at seq, and the stored text is written from the change's values
+    // rather than from field rows copied from them (what fields_text() writes).
+    std::optional<std::string> created_text;
+    if (creating &&
+        std::all_of(c.base.begin(), c.base.end(), [](const auto& b) { return b.second == 0; })) {
+      std::string& text = created_text.emplace("{");
+      const std::string version = std::to_string(seq);
+      for (const auto& [name, value] : c.fields.items()) {
+        if (text.size() > 1) text += ',';
+        append_dump_string(text, name);
+        text += ":[";
+        append_dump(text, value);
+        text += ',';
+        text += version;
+        text += ']';
+        set_names.push_back(&name);  // versions[name] is seq: left out (compact)
+      }
+      text += '}';
+    }
     for (const auto& [name, value] : c.fields.items()) {
+      if (created_text) break;  // all set above
       static const FieldRow kNever{nullptr, 0};
       auto found = row.fields.find(name);
       const FieldRow& cur = found == row.fields.end() ? kNever : found->second;
@@ -435,8 +473,13 @@ ChangeResult Merger::execute(Plan& plan) {
       }
     }
     if (!set_names.empty()) row.version = seq;
-    row.key_text = record_key_text(*plan.form, row.fields);
-    txn_.put_record(row);
+    if (created_text) {
+      row.key_text = record_key_text(*plan.form, c.fields);
+      txn_.put_record_text(row, *created_text);
+    } else {
+      row.key_text = record_key_text(*plan.form, row.fields);
+      txn_.put_record(row);
+    }
     if ((creating || key_changed) && !row.key_text.empty()) {
       if (auto other = txn_.find_live_by_key(row.form, row.key_text, row.id)) {
         auto dup = txn_.open_duplicate_conflict(*other);

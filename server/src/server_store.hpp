@@ -311,6 +311,9 @@ class WriteTxn {
   // A record with its fields; put_record writes it whole (insert or replace).
   virtual std::optional<RecordRow> record(const std::string& id) = 0;
   virtual void put_record(const RecordRow& row) = 0;
+  // put_record with the fields given as their stored text instead of row.fields:
+  // {"<field>": [<value>, <version>], ...} in name order, as fields_text() writes.
+  virtual void put_record_text(const RecordRow& row, const std::string& fields_text) = 0;
   // A live record of `form` other than `exclude` whose key_text is `key_text`.
   virtual std::optional<std::string> find_live_by_key(const std::string& form,
                                                       const std::string& key_text,

@@ -791,7 +791,8 @@ class SqliteWriteTxn final : public WriteTxn {
         .run();
   }
   std::optional<RecordRow> record(const std::string& id) override { return load_record(c_, id); }
-  void put_record(const RecordRow& r) override {
+  void put_record(const RecordRow& r) override { put_record_text(r, fields_text(r.fields)); }
+  void put_record_text(const RecordRow& r, const std::string& text) override {
     static const std::string sql =
         "INSERT INTO records(" + kRecordColumns +
         ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO UPDATE SET "
@@ -811,7 +812,7 @@ class SqliteWriteTxn final : public WriteTxn {
     } else {
       q.bind(8, r.key_text);
     }
-    q.bind(9, fields_text(r.fields));
+    q.bind(9, text);
     q.run();
   }
   std::optional<std::string> find_live_by_key(const std::string& form, const std::string& key_text,

@@ -99,6 +99,49 @@ TEST_CASE("an upsert is applied with one log entry and versions", "[server][sync
   CHECK((*dev)->oldest_late_change_ms == 5000);
 }
 
+TEST_CASE("a new record is stored as its field rows would write it, key included",
+          "[server][sync]") {
+  // A create is written from the change's values (merge.cpp, execute); the text
+  // and key must be what writing field rows gives, as an edit writes them.
+  SyncFixture f;
+  const json fields = {{"code", "K \"1\" \u00e9\\"},
+                       {"period", "2026"},
+                       {"count", 0},
+                       {"note", nullptr},
+                       {"flag", false},
+                       {"tags", json::array({"a", "c"})}};
+  auto r = f.sync(f.bantan, "dev-a", json::array({change("dev-a:1", record_id(1), fields)}));
+  REQUIRE(r["results"][0]["status"] == "applied");
+  const auto seq = seq_of(r["results"][0]);
+  auto stored_row = [&](const std::string& column) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(f.db_path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    const std::string sql = "SELECT " + column + " FROM records WHERE id = ?1";
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr) == SQLITE_OK);
+    sqlite3_bind_text(q, 1, record_id(1).c_str(), -1, SQLITE_TRANSIENT);
+    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+    std::string text = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return text;
+  };
+  json rows = json::object();
+  for (const auto& [name, value] : fields.items()) rows[name] = json::array({value, seq});
+  CHECK(stored_row("fields") == rows.dump());
+  CHECK(stored_row("key_text") == json::array({fields["code"], "2026"}).dump());
+  // An edit rewrites the row from field rows: only the edited field changes.
+  auto e = f.sync(
+      f.bantan, "dev-a",
+      json::array({change("dev-a:2", record_id(1), {{"count", 3}}, {{"", seq}, {"count", seq}})}));
+  REQUIRE(e["results"][0]["status"] == "applied");
+  rows["count"] = json::array({3, seq_of(e["results"][0])});
+  CHECK(stored_row("fields") == rows.dump());
+  // The key found the record: the same key from another record is a duplicate.
+  auto d = f.sync(f.bantan, "dev-a", json::array({change("dev-a:3", record_id(2), fields)}));
+  CHECK(d["results"][0]["conflicts"][0]["kind"] == "duplicate_record");
+}
+
 TEST_CASE("a retried change gets its first result with replayed, and nothing happens again",
           "[server][sync]") {
   SyncFixture f;
