@@ -1478,6 +1478,15 @@ Result<std::int64_t> Store::cursor() const {
   });
 }
 
+Result<std::int64_t> Store::pending_count() const {
+  return guarded([&]() -> Result<std::int64_t> {
+    return impl_->read([&] {
+      auto q = impl_->db->query("SELECT count(*) FROM outbox");
+      return q.step() ? q.int64(0) : std::int64_t{0};
+    });
+  });
+}
+
 Result<std::int64_t> Store::last_counter() const {
   return guarded([&]() -> Result<std::int64_t> {
     return impl_->read(

@@ -20,6 +20,8 @@ namespace {
 
 constexpr std::chrono::milliseconds kSleepSlice{50};
 constexpr int kMaxInFlight = 8;  // connections one sync may open
+// The smallest batch an outbox is split into to keep several requests busy.
+constexpr std::int64_t kMinSplitBatch = 50;
 
 bool cancelled(const SyncOptions& o) {
   return o.cancel && o.cancel->load(std::memory_order_relaxed);
@@ -336,6 +338,17 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   const std::size_t window = lanes.size();
   // One lane: its requests run on this thread, when their answer is awaited.
   const auto launch_policy = window > 1 ? std::launch::async : std::launch::deferred;
+  if (window > 1) {
+    // A small outbox goes out in smaller batches, two per lane, so that while
+    // one request is out the next is prepared, merged or applied: in one batch,
+    // an incremental sync crossed this store, the network, the server's writer
+    // and this store again one after the other. Never below kMinSplitBatch.
+    auto pending = store.pending_count();
+    if (!pending) return std::move(pending).error();
+    const auto lanes_twice = static_cast<std::int64_t>(2 * window);
+    batch_size =
+        std::min(batch_size, std::max(kMinSplitBatch, (*pending + lanes_twice - 1) / lanes_twice));
+  }
 
   // What the helper does with an answer: commits it, then takes the batch after
   // the ones out and encodes its changes, so the next request is ready when the

@@ -599,6 +599,39 @@ TEST_CASE("one connection, or a server without addition F, keeps one request out
   }
 }
 
+TEST_CASE("with two connections a small outbox goes out in batches of at least 50, two per lane",
+          "[core][sync][lanes]") {
+  // 130 changes and the default batch of 500: ceil(130 / 4) = 33, so 50 a request.
+  auto batches = [](Lanes& lanes) {
+    std::vector<std::size_t> sizes;
+    for (const auto& b : lanes.bodies)
+      if (!b.at("changes").empty()) sizes.push_back(b.at("changes").size());
+    return sizes;
+  };
+  {
+    Lanes lanes;
+    lanes.save(130);
+    auto p = sync(*lanes.store, lanes.transport, lanes.options);
+    REQUIRE(p.ok());
+    CHECK(p->applied == 130);
+    CHECK(batches(lanes) == std::vector<std::size_t>{50, 50, 30});
+  }
+  {  // a batch_size below that still wins
+    Lanes lanes;
+    lanes.save(130);
+    lanes.options.batch_size = 40;
+    REQUIRE(sync(*lanes.store, lanes.transport, lanes.options).ok());
+    CHECK(batches(lanes) == std::vector<std::size_t>{40, 40, 40, 10});
+  }
+  {  // one connection: one batch, as before
+    Lanes lanes;
+    lanes.save(130);
+    lanes.options.in_flight = 1;
+    REQUIRE(sync(*lanes.store, lanes.transport, lanes.options).ok());
+    CHECK(batches(lanes) == std::vector<std::size_t>{130});
+  }
+}
+
 TEST_CASE("a push refused beside a pull stops the sync, and the next one loses and doubles nothing",
           "[core][sync][lanes]") {
   Lanes lanes;

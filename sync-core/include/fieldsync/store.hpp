@@ -181,6 +181,8 @@ class Store {
   Result<void> apply_batch(const OutboxBatch& sent, const SyncResponse& response);
 
   Result<std::int64_t> cursor() const;
+  // Changes in the outbox (StoreStatus::pending, without status()'s other counts).
+  Result<std::int64_t> pending_count() const;
   // The highest change counter this store has handed out (0: none yet). Every
   // change of this device up to it is in the outbox, or its result was applied,
   // or it never left the phone (sync's omit_own_through, addition F).
