@@ -339,15 +339,20 @@ Result<SyncProgress> sync(Store& store, Transport& transport, const SyncOptions&
   // One lane: its requests run on this thread, when their answer is awaited.
   const auto launch_policy = window > 1 ? std::launch::async : std::launch::deferred;
   if (window > 1) {
-    // A small outbox goes out in smaller batches, two per lane, so that while
-    // one request is out the next is prepared, merged or applied: in one batch,
-    // an incremental sync crossed this store, the network, the server's writer
-    // and this store again one after the other. Never below kMinSplitBatch.
+    // An outbox smaller than one batch goes out in smaller ones, two per lane, so
+    // that while one request is out the next is prepared, merged or applied: as
+    // one batch, an incremental sync crossed this store, the network, the
+    // server's writer and this store again one after the other, the other
+    // connection idle. Never below kMinSplitBatch. A larger outbox keeps its
+    // batches: its lanes are busy anyway, and more requests per change cost a
+    // busy server (100 devices of 500 changes at once: 9,900 -> 6,400 changes/s
+    // when they were split too).
     auto pending = store.pending_count();
     if (!pending) return std::move(pending).error();
     const auto lanes_twice = static_cast<std::int64_t>(2 * window);
-    batch_size =
-        std::min(batch_size, std::max(kMinSplitBatch, (*pending + lanes_twice - 1) / lanes_twice));
+    if (*pending < batch_size)
+      batch_size = std::min(batch_size,
+                            std::max(kMinSplitBatch, (*pending + lanes_twice - 1) / lanes_twice));
   }
 
   // What the helper does with an answer: commits it, then takes the batch after

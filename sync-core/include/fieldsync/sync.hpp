@@ -29,7 +29,10 @@ struct SyncProgress {
 };
 
 struct SyncOptions {
-  std::int64_t batch_size = 500;  // changes per push
+  // Changes per push request at most. With two or more requests out, an outbox
+  // smaller than this is split in batches of outbox / (2 x requests out), at
+  // least 50.
+  std::int64_t batch_size = 500;
   std::int64_t pull_limit = 500;  // log entries per pull
   std::chrono::milliseconds attempt_timeout{30000};
   int max_attempts = 8;  // per round trip, for transient failures
