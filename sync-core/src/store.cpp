@@ -13,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -312,11 +313,16 @@ struct Store::Impl {
 
   void start_checkpointer() {
     checkpoint_db = Db::open(path, /*create=*/false);
+    sqlite3_busy_timeout(checkpoint_db->handle(), kBusyTimeoutMs);
     // A connection opens the WAL with its first read; until then a checkpoint
     // through it finds no WAL and copies nothing.
     checkpoint_db->exec("SELECT count(*) FROM sqlite_master");
+    try {
+      checkpointer = std::thread([this] { checkpoint_loop(); });
+    } catch (const std::system_error&) {
+      return;  // no thread to be had: SQLite's automatic checkpoint stays
+    }
     sqlite3_wal_hook(db->handle(), &Impl::after_wal_commit, this);  // replaces the automatic one
-    checkpointer = std::thread([this] { checkpoint_loop(); });
   }
 
   // Called by SQLite after each commit of `db`, with the WAL's size in pages.
