@@ -957,24 +957,11 @@ struct Store::Impl {
       // (the server had nothing of it), with no later edit to rebase. Its synced
       // values are the change's, written straight to text: what the general path
       // below writes, without building and freeing a copy of every value.
+      // A version of 0 or less is left out: never above "not synced".
+      std::string dumped;  // the fields as text, when they were given parsed
+      if (!unparsed) dumped = dump_text(given->fields);
       std::string synced;
-      if (unparsed) {
-        append_paired_members(synced, *fields_text, version_of);  // never above "not synced"
-      } else {
-        synced = "{";
-        for (const auto& [name, value] : given->fields.items()) {
-          std::int64_t v = version_of(name);
-          if (v <= 0) continue;  // never above "not synced"
-          if (synced.size() > 1) synced += ',';
-          append_dump_string(synced, name);
-          synced += ":[";
-          append_dump(synced, value);
-          synced += ',';
-          synced += std::to_string(v);
-          synced += ']';
-        }
-        synced += '}';
-      }
+      append_paired_members(synced, unparsed ? *fields_text : dumped, version_of);
       row->version = std::max(row->version, r.seq);
       update_record(*row, synced);
       add_receipt(*given, r);
