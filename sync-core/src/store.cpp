@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string_view>
 #include <system_error>
 #include <thread>
@@ -961,7 +962,11 @@ struct Store::Impl {
       std::string dumped;  // the fields as text, when they were given parsed
       if (!unparsed) dumped = dump_text(given->fields);
       std::string synced;
-      append_paired_members(synced, unparsed ? *fields_text : dumped, version_of);
+      try {
+        append_paired_members(synced, unparsed ? *fields_text : dumped, version_of);
+      } catch (const std::invalid_argument&) {  // as parse_stored says it
+        fail(Errc::corrupt, "stored change fields is not valid JSON");
+      }
       row->version = std::max(row->version, r.seq);
       update_record(*row, synced);
       add_receipt(*given, r);

@@ -692,3 +692,21 @@ TEST_CASE("an encoded batch's answer is applied exactly as the parsed batch's",
     CHECK(record_rows(a_path) == record_rows(b_path));
   }
 }
+
+TEST_CASE("an encoded batch whose fields text cannot be read applies nothing", "[core][apply]") {
+  TempDir dir;
+  auto s = open_with_form(dir.file("a.db"));
+  auto id = *s->put(new_record({{"name", "x"}}));
+  auto batch = s->next_batch_encoded(10, {});
+  REQUIRE(batch.ok());
+  REQUIRE(batch->changes.size() == 1);
+  const auto answer = response({result(parsed(*batch)[0], "applied", 5, {{"name", 5}})});
+  batch->fields_text[0] = R"({"name":)";  // damaged between the outbox and the answer
+  auto r = s->apply_batch(*batch, answer);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::corrupt);
+  CHECK(s->outbox()->size() == 1);  // still to be sent, with its values
+  CHECK(s->get(id)->dirty);
+  batch->fields_text.pop_back();
+  CHECK(s->apply_batch(*batch, answer).error().code == Errc::invalid_argument);
+}
