@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "fieldsync/hlc.hpp"
+#include "synced_text.hpp"
 
 namespace fieldsync {
 namespace {
@@ -148,7 +149,8 @@ json row_json(const TableSpec& spec, sqlite3_stmt* s, int first, bool& damaged) 
     json v = column_value(s, first + static_cast<int>(i));
     if (is_json_col(spec, col) && v.is_string()) {
       json parsed = json::parse(v.get<std::string>(), nullptr, false);
-      if (parsed.is_discarded()) {
+      // records.synced is exported paired, whichever form it was stored in.
+      if (parsed.is_discarded() || (col == "synced" && !detail::expand_synced(parsed))) {
         bad.push_back(col);
       } else {
         v = std::move(parsed);

@@ -21,6 +21,7 @@
 
 #include "fieldsync/ids.hpp"
 #include "sqlite_db.hpp"
+#include "synced_text.hpp"
 
 namespace fieldsync {
 
@@ -103,6 +104,11 @@ CREATE TABLE receipts(
 INSERT OR REPLACE INTO meta(key, value)
   SELECT 'zero_bases_through', CAST(coalesce(max(counter), 0) AS TEXT) FROM outbox
   WHERE attempted = 1;
+)sql"},
+    // records.synced may now be written in the compact form (synced_text.hpp),
+    // which a schema-2 build would misread: the step itself changes no row.
+    {3, R"sql(
+SELECT 1;
 )sql"},
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion,
@@ -211,6 +217,8 @@ RecordRow read_record(const Query& q) {
   r.tomb_seq = q.int64(6);
   r.local_deleted = q.int64(7) != 0;
   r.synced = parse_stored(q.text_view(8), "record values");
+  if (!detail::expand_synced(r.synced))
+    fail(Errc::corrupt, "stored record values have a version that is not a whole number >= 1");
   return r;
 }
 
@@ -269,6 +277,7 @@ struct Store::Impl {
   std::int64_t next_counter = 1;
   bool counter_used = false;
   bool hlc_used = false;
+  bool relaxed_sync = false;  // the connection is at synchronous=NORMAL (see write())
 
   // Parsed forms, so a save does not re-parse its form. Dropped whenever another
   // connection wrote to the file or a transaction rolled back.
@@ -425,7 +434,7 @@ struct Store::Impl {
       if (!q.step() || lower(q.text(0)) != "wal")
         fail(Errc::io, path + ": cannot switch the journal to WAL");
     }
-    db->exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+    db->exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;");
     migrate();
 
     auto id = meta("device_id");
@@ -517,10 +526,32 @@ struct Store::Impl {
     latest_form.clear();
   }
 
+  // How a write's commit reaches the disk. `full` (every save) fsyncs the WAL
+  // before the commit returns. `relaxed` leaves that to the next full commit or
+  // checkpoint: only for what a later sync does again by itself - applying a
+  // round trip's answer (docs/storage.md, "Connection settings").
+  enum class Commit { full, relaxed };
+
   // Runs `body` in one IMMEDIATE transaction; commits what it did, or rolls back
   // everything when it throws.
   template <class F>
-  auto write(F&& body) -> decltype(body()) {
+  auto write(F&& body, Commit commit = Commit::full) -> decltype(body()) {
+    // The safety level can only change outside a transaction. A relaxed write
+    // puts it back on its way out; a full write that finds it relaxed (that put
+    // back failed) sets it before it begins, or does not begin.
+    if (commit == Commit::relaxed || relaxed_sync) {
+      db->exec(commit == Commit::relaxed ? "PRAGMA synchronous = NORMAL"
+                                         : "PRAGMA synchronous = FULL");
+      relaxed_sync = commit == Commit::relaxed;
+    }
+    struct Restore {
+      Impl& impl;
+      bool on;
+      ~Restore() {
+        if (on && impl.db->exec_noexcept("PRAGMA synchronous = FULL") == SQLITE_OK)
+          impl.relaxed_sync = false;
+      }
+    } restore{*this, commit == Commit::relaxed};
     db->exec("BEGIN IMMEDIATE");
     try {
       refresh();
@@ -609,7 +640,10 @@ struct Store::Impl {
     return read_record(q);
   }
 
-  void insert_record(const RecordRow& r) {
+  void insert_record(const RecordRow& r) { insert_record(r, dump_text(r.synced)); }
+
+  // `synced_text`: r.synced as stored (either form, synced_text.hpp).
+  void insert_record(const RecordRow& r, const std::string& synced_text) {
     db->query(
           "INSERT INTO records(id, form, form_version, scope, version, server_deleted, tomb_seq, "
           "local_deleted, synced) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
@@ -621,7 +655,7 @@ struct Store::Impl {
         .bind(6, r.server_deleted)
         .bind(7, r.tomb_seq)
         .bind(8, r.local_deleted)
-        .bind(9, dump_text(r.synced))
+        .bind(9, synced_text)
         .run();
   }
 
@@ -932,13 +966,15 @@ struct Store::Impl {
     auto cid = ChangeId::parse(r.id);
     if (!cid || cid->device_id != device_id) return;
     std::optional<OutboxEntry> entry;
+    std::string stored_fields;  // the outbox's text of the change's fields
     {
-      auto q = db->query("SELECT change_id, attempted FROM outbox WHERE counter = ?1");
+      auto q = db->query("SELECT change_id, attempted, fields FROM outbox WHERE counter = ?1");
       q.bind(1, cid->counter);
       // Not in the outbox (any more): its result was applied before - a response
       // applied twice changes nothing the second time.
       if (!q.step() || q.text_view(0) != r.id) return;
       if (!sent || q.int64(1) == 0) entry = outbox_entry(cid->counter);
+      stored_fields = q.text_view(2);
     }
     const Change* given = entry ? &entry->change : sent;
     const bool unparsed = !entry && given->fields.is_null() && fields_text;
@@ -961,11 +997,24 @@ struct Store::Impl {
       // A version of 0 or less is left out: never above "not synced".
       std::string dumped;  // the fields as text, when they were given parsed
       if (!unparsed) dumped = dump_text(given->fields);
+      const std::string& text = unparsed ? *fields_text : dumped;
+      const bool one_version =
+          r.seq >= 1 && std::all_of(r.versions.begin(), r.versions.end(),
+                                    [&](const auto& v) { return v.second == r.seq; });
       std::string synced;
-      try {
-        append_paired_members(synced, unparsed ? *fields_text : dumped, version_of);
-      } catch (const std::invalid_argument&) {  // as parse_stored says it
-        fail(Errc::corrupt, "stored change fields is not valid JSON");
+      if (one_version && text == stored_fields) {
+        // Every value at the seq, and the text is the outbox's own (put wrote it
+        // from parsed values, and the server read it in this request): the
+        // compact form is that text with the version in front, read by no one.
+        auto compact = detail::compact_synced(text, r.seq);
+        if (!compact) fail(Errc::corrupt, "stored change fields is not a JSON object");
+        synced = std::move(*compact);
+      } else {
+        try {
+          append_paired_members(synced, text, version_of);
+        } catch (const std::invalid_argument&) {  // as parse_stored says it
+          fail(Errc::corrupt, "stored change fields is not valid JSON");
+        }
       }
       row->version = std::max(row->version, r.seq);
       update_record(*row, synced);
@@ -1096,6 +1145,18 @@ struct Store::Impl {
       RecordRow fresh;
       if (existing) {
         fresh = std::move(*existing);
+      } else if (e.op == "upsert" && e.fields.is_object() && e.seq >= 1) {
+        // New here, every value at the entry's seq: stored compact from the
+        // values' text, not paired value by value. Not cached: a later entry of
+        // the record in this answer reads it back.
+        fresh.id = e.record;
+        fresh.form = e.form;
+        fresh.form_version = e.form_version;
+        fresh.scope = e.scope;
+        fresh.version = e.seq;
+        insert_record(fresh, *detail::compact_synced(dump_text(e.fields), e.seq));
+        entry_done(e, fresh.id);
+        return;
       } else {
         is_new = true;
         fresh.id = e.record;
@@ -1128,11 +1189,16 @@ struct Store::Impl {
       insert_record(*row);
     else if (changed)
       update_record(*row);
+    entry_done(e, row->id);
+  }
+
+  // What every pulled entry does after its record is written: reviews, clock.
+  void entry_done(const LogEntry& e, const std::string& record) {
     for (const auto& ref : e.conflicts) {
       if (ref.status == "resolved")
-        clear_reviews(row->id, ref.id);
+        clear_reviews(record, ref.id);
       else
-        set_review(row->id, ref.kind == "delete" || ref.kind == "duplicate_record" ? "" : ref.field,
+        set_review(record, ref.kind == "delete" || ref.kind == "duplicate_record" ? "" : ref.field,
                    ref.id, std::nullopt);
     }
     if (auto h = Hlc::parse(e.hlc); h) {
@@ -1450,22 +1516,25 @@ Result<void> Store::Impl::apply_sync(const std::vector<Change>& sent,
       std::unordered_map<std::string, RecordRow>& records;
       ~Forget() { records.clear(); }
     } forget{applied_records};
-    write([&] {
-      for (const auto& r : response.results) {
-        auto it = sent_by_id.find(r.id);
-        if (it == sent_by_id.end())
-          apply_result(r, nullptr, nullptr);
-        else
-          apply_result(r, &sent[it->second], fields_text ? &(*fields_text)[it->second] : nullptr);
-      }
-      for (const LogEntry* e : entries) apply_entry(*e);
-      std::int64_t old = meta_int("cursor");
-      if (response.cursor > old) set_meta("cursor", std::to_string(response.cursor));
-      set_meta("last_sync_at", now_text());
-      db->query("DELETE FROM receipts WHERE seqno <= (SELECT max(seqno) FROM receipts) - ?1")
-          .bind(1, kReceiptsKept)
-          .run();
-    });
+    write(
+        [&] {
+          for (const auto& r : response.results) {
+            auto it = sent_by_id.find(r.id);
+            if (it == sent_by_id.end())
+              apply_result(r, nullptr, nullptr);
+            else
+              apply_result(r, &sent[it->second],
+                           fields_text ? &(*fields_text)[it->second] : nullptr);
+          }
+          for (const LogEntry* e : entries) apply_entry(*e);
+          std::int64_t old = meta_int("cursor");
+          if (response.cursor > old) set_meta("cursor", std::to_string(response.cursor));
+          set_meta("last_sync_at", now_text());
+          db->query("DELETE FROM receipts WHERE seqno <= (SELECT max(seqno) FROM receipts) - ?1")
+              .bind(1, kReceiptsKept)
+              .run();
+        },
+        Commit::relaxed);  // lost only with power, and then answered again: see write()
     return {};
   });
 }

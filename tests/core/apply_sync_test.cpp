@@ -200,6 +200,38 @@ TEST_CASE("a batch encoded from the outbox's text is the batch next_batch gives,
   CHECK_FALSE(json::parse(third->text)[1].contains("fields"));
 }
 
+namespace {
+
+// records.synced of `id`, as stored.
+std::string stored_synced(const std::string& path, const std::string& id) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT synced FROM records WHERE id = ?1", -1, &q, nullptr) ==
+          SQLITE_OK);
+  sqlite3_bind_text(q, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+  std::string stored = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return stored;
+}
+
+void set_synced(const std::string& path, const std::string& id, const std::string& text) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "UPDATE records SET synced = ?2 WHERE id = ?1", -1, &q, nullptr) ==
+          SQLITE_OK);
+  sqlite3_bind_text(q, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 2, text.c_str(), -1, SQLITE_TRANSIENT);
+  REQUIRE(sqlite3_step(q) == SQLITE_DONE);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+}
+
+}  // namespace
+
 TEST_CASE("a first create applied stores the same values text as any other answer",
           "[core][apply]") {
   // A create of a record the server never had is written straight to text
@@ -218,20 +250,7 @@ TEST_CASE("a first create applied stores the same values text as any other answe
   json expected = json::object();
   for (const auto& [name, value] : batch[0].fields.items())
     expected[name] = json::array({value, name == "count" ? 5 : 12});
-  std::string stored;
-  {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(dir.file("a.db").c_str(), &db) == SQLITE_OK);
-    sqlite3_stmt* q = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, "SELECT synced FROM records WHERE id = ?1", -1, &q, nullptr) ==
-            SQLITE_OK);
-    sqlite3_bind_text(q, 1, id.c_str(), -1, SQLITE_TRANSIENT);
-    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
-    stored = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-  }
-  CHECK(stored == expected.dump());
+  CHECK(stored_synced(dir.file("a.db"), id) == expected.dump());
   auto rec = s->get(id);
   REQUIRE(rec.ok());
   CHECK_FALSE(rec->dirty);
@@ -240,6 +259,59 @@ TEST_CASE("a first create applied stores the same values text as any other answe
     CHECK(rec->fields.at(name).value == value);
     CHECK(rec->fields.at(name).version == (name == "count" ? 5 : 12));
   }
+}
+
+TEST_CASE("a create applied whole at its seq is stored compact and reads as every value at it",
+          "[core][apply]") {
+  TempDir dir;
+  const auto path = dir.file("a.db");
+  auto s = open_with_form(path);
+  const json values = {
+      {"name", "é \"q\"\n"}, {"count", 3}, {"tags", json::array({"a"})}, {"note", nullptr}};
+  auto id = *s->put(new_record(values));
+  auto batch = s->next_batch_encoded(10, {});
+  REQUIRE(batch.ok());
+  REQUIRE(batch->changes.size() == 1);
+  const std::string outbox_text = batch->fields_text[0];
+  // A version given equal to the seq is the same as one left out.
+  REQUIRE(
+      s->apply_batch(*batch, response({result(parsed(*batch)[0], "applied", 12, {{"count", 12}})}))
+          .ok());
+  CHECK(stored_synced(path, id) == "{\"\":12," + outbox_text.substr(1));
+  auto rec = s->get(id);
+  REQUIRE(rec.ok());
+  CHECK_FALSE(rec->dirty);
+  CHECK(rec->version == 12);
+  REQUIRE(rec->fields.size() == values.size());
+  for (const auto& [name, value] : values.items()) {
+    CHECK(rec->fields.at(name).value == value);
+    CHECK(rec->fields.at(name).version == 12);
+  }
+
+  // An edit builds on 12; its answer is written paired, the rest kept at 12.
+  REQUIRE(s->put(edit(id, {{"count", 4}})).ok());
+  CHECK(s->outbox()->at(0).change.base == VersionMap{{"", 12}, {"count", 12}});
+  auto second = s->next_batch(10);
+  REQUIRE(second->size() == 1);
+  REQUIRE(s->apply_sync(*second, response({result(second->at(0), "applied", 20)})).ok());
+  json paired = json::parse(stored_synced(path, id));
+  CHECK_FALSE(paired.contains(""));
+  CHECK(paired.at("count") == json::array({4, 20}));
+  CHECK(paired.at("name") == json::array({values.at("name"), 12}));
+  CHECK(paired.at("note") == json::array({nullptr, 12}));
+  CHECK(s->get(id)->fields.at("count").version == 20);
+
+  // A compact text whose version is not a whole number >= 1 is damage, not data.
+  s.reset();
+  for (const char* bad : {R"({"":0,"name":"x"})", R"({"":"12","name":"x"})", R"({"":1.5})"}) {
+    set_synced(path, id, bad);
+    auto got = open_store(path)->get(id);
+    REQUIRE_FALSE(got.ok());
+    CHECK(got.error().code == Errc::corrupt);
+  }
+  // The compact form of nothing: an empty record at 7.
+  set_synced(path, id, R"({"":7})");
+  CHECK(open_store(path)->get(id)->fields.empty());
 }
 
 TEST_CASE("applied: a later pending edit stays visible and is rebased", "[core][apply][rebase]") {

@@ -118,6 +118,19 @@ std::map<std::string, std::vector<std::int64_t>> pages_by_table(const std::strin
   return out;
 }
 
+// The one number `sql` counts in the file.
+std::int64_t count_rows(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  const std::int64_t n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
 void fill_page(std::string& bytes, std::int64_t pageno, char value) {
   const std::size_t at = static_cast<std::size_t>(pageno - 1) * kPage;
   REQUIRE(at + kPage <= bytes.size());
@@ -186,6 +199,22 @@ TEST_CASE("salvage of an intact store exports everything but the session token",
   CHECK(doc.at("complete") == true);
   CHECK(doc.at("device_id") == o.device_id);
   CHECK(doc.at("records").size() == o.records);
+  // The synced records are stored compact ({"": version, ...}) and exported as
+  // the store reads them: every field [value, version].
+  CHECK(count_rows(path, "SELECT count(*) FROM records WHERE synced LIKE '{\"\":%'") == 150);
+  std::size_t pairs = 0;
+  for (const auto& rec : doc.at("records")) {
+    const json& synced = rec.at("synced");
+    REQUIRE(synced.is_object());
+    CHECK_FALSE(synced.contains(""));
+    for (const auto& [name, pair] : synced.items()) {
+      REQUIRE(pair.is_array());
+      REQUIRE(pair.size() == 2);
+      CHECK(pair[1] == rec.at("version"));
+      ++pairs;
+    }
+  }
+  CHECK(pairs == 150 * 3);
   CHECK(doc.at("receipts").size() == o.receipts);
   CHECK(doc.at("forms").size() == 1);
   CHECK(doc.at("settings").at("user") == "officer.bengkalis");

@@ -155,7 +155,7 @@ TEST_CASE("changes sent before schema 2 are resent with every zero base, as firs
     sqlite3_close(db);
   }
   auto s = open_with_form(path);
-  CHECK(s->status()->schema_version == 2);
+  CHECK(s->status()->schema_version == Store::kSchemaVersion);
   REQUIRE(s->put(new_record({{"name", "after"}})).ok());
   auto out = s->outbox();
   REQUIRE(out->size() == 3);

@@ -128,7 +128,7 @@ class Store {
   // is not a fieldsync store or is damaged -> Errc::corrupt.
   static Result<std::unique_ptr<Store>> open(const StoreOptions& options);
 
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   const std::string& device_id() const;
 
