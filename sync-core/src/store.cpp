@@ -1507,6 +1507,8 @@ Result<void> Store::Impl::apply_sync(const std::vector<Change>& sent,
         fail(Errc::protocol, "unknown log entry op '" + e.op + "'");
       if (!e.fields.is_object() && !e.fields.is_null())
         fail(Errc::protocol, "log entry fields must be an object");
+      if (e.fields.is_object() && e.fields.contains(""))  // "" is no field (synced_text.hpp)
+        fail(Errc::protocol, "log entry " + std::to_string(e.seq) + " has a field without a name");
       entries.push_back(&e);
     }
     std::stable_sort(entries.begin(), entries.end(),

@@ -605,6 +605,9 @@ TEST_CASE("malformed answers are refused and change nothing", "[core][apply][pro
   bad.push_back(response({result(c, "applied", 0)}, {}, 30));
   bad.push_back(response({result(c, "applied", 30)}, {entry(31, "not-a-uuid", "upsert")}, 31));
   bad.push_back(response({result(c, "applied", 30)}, {entry(31, t.id, "explode")}, 31));
+  // "" names no field: in a stored record it marks the compact form.
+  bad.push_back(response({result(c, "applied", 30)},
+                         {entry(31, new_uuid_v4(), "upsert", {{"", 5}, {"count", 1}})}, 31));
   for (const auto& resp : bad) {
     auto r = t.s->apply_sync({c}, resp);
     REQUIRE_FALSE(r.ok());
