@@ -140,14 +140,18 @@ bool is_json_col(const TableSpec& spec, const std::string& col) {
 }
 
 // The current row (columns start at `first`) as an object. JSON columns are
-// parsed; one that does not parse stays text and is listed under "_damaged".
+// parsed; one that does not parse stays text and is listed under "_damaged". So
+// is any text with a NUL byte in it: the store never writes one (JSON escapes
+// it), and it is what a page cut short by truncation reads as.
 json row_json(const TableSpec& spec, sqlite3_stmt* s, int first, bool& damaged) {
   json row = json::object();
   json bad = json::array();
   for (std::size_t i = 0; i < spec.columns.size(); ++i) {
     const std::string col = spec.columns[i];
     json v = column_value(s, first + static_cast<int>(i));
-    if (is_json_col(spec, col) && v.is_string()) {
+    if (v.is_string() && v.get_ref<const std::string&>().find('\0') != std::string::npos) {
+      bad.push_back(col);
+    } else if (is_json_col(spec, col) && v.is_string()) {
       json parsed = json::parse(v.get<std::string>(), nullptr, false);
       // records.synced is exported paired, whichever form it was stored in.
       if (parsed.is_discarded() || (col == "synced" && !detail::expand_synced(parsed))) {
@@ -314,7 +318,12 @@ class Reader {
       return false;
     }
     if (r == Seek::row) {
-      if (!read_one(spec, t, rows, found)) t.unreadable.emplace_back(from, found);
+      // The damage lies between `from` and that row: rows there may be lost (a
+      // page cut short reads as cells of rowid 0, which the seek steps past).
+      if (!read_one(spec, t, rows, found))
+        t.unreadable.emplace_back(from, found);
+      else if (found > from)
+        t.unreadable.emplace_back(from, found - 1);
       if (found == kMaxKey) return false;
       next = found + 1;
       return true;

@@ -144,7 +144,8 @@ bool in_unreadable(const SalvageTable& t, std::int64_t key) {
   return false;
 }
 
-// The central promise: every exported unsynced change is exactly what was saved;
+// The central promise: every exported unsynced change is exactly what was saved,
+// but for the values it lists as damaged (a page cut short reads as NUL bytes);
 // every one not exported is inside a range reported unreadable. Returns how many
 // were exported.
 std::size_t check_accounted(const SalvageReport& report, const Original& o) {
@@ -158,12 +159,18 @@ std::size_t check_accounted(const SalvageReport& report, const Original& o) {
     auto it = o.outbox.find(counter);
     REQUIRE(it != o.outbox.end());  // nothing invented
     const Change& c = it->second.change;
-    CHECK(row.at("change_id") == c.id);
-    CHECK(row.at("record") == c.record);
-    CHECK(row.at("op") == c.op);
-    CHECK(row.at("scope") == c.scope);
-    CHECK(row.at("fields") == c.fields);
-    CHECK(row.at("hlc") == c.hlc);
+    std::set<std::string> damaged;
+    if (row.contains("_damaged"))
+      for (const auto& col : row.at("_damaged")) damaged.insert(col.get<std::string>());
+    auto check = [&](const char* col, const json& saved) {
+      if (!damaged.count(col)) CHECK(row.at(col) == saved);
+    };
+    check("change_id", c.id);
+    check("record", c.record);
+    check("op", c.op);
+    check("scope", c.scope);
+    check("fields", c.fields);
+    check("hlc", c.hlc);
     CHECK(exported.insert(counter).second);  // once
   }
   for (const auto& [counter, entry] : o.outbox) {
@@ -281,6 +288,13 @@ TEST_CASE("damage to outbox pages: the rest is exported and the lost keys report
   SECTION("the first and the last leaf, zeros") {
     fill_page(bytes, outbox_leaves.front(), '\0');
     fill_page(bytes, outbox_leaves.back(), '\0');
+  }
+  SECTION("the second half of a leaf, zeros (a page cut short)") {
+    // Its cells then read as rows of rowid 0 with no values; a seek past them
+    // lands on a later row, and the keys between must be reported.
+    const std::size_t at = static_cast<std::size_t>(outbox_leaves[3] - 1) * kPage + kPage / 2;
+    std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(at),
+              bytes.begin() + static_cast<std::ptrdiff_t>(at + kPage / 2), '\0');
   }
   SECTION("the header and cell pointers of a leaf, garbage") {
     const std::size_t at = static_cast<std::size_t>(outbox_leaves[2] - 1) * kPage;

@@ -26,7 +26,7 @@ struct SalvageTable {
   std::string name;
   bool found = false;             // the table was found in the schema (or could be read)
   std::int64_t rows = 0;          // rows exported
-  std::int64_t damaged_rows = 0;  // exported, but a JSON column could not be parsed (kept as text)
+  std::int64_t damaged_rows = 0;  // exported, but a JSON column did not parse or a text held a NUL
   // Row keys (rowid; the change counter for the outbox) that could not be read:
   // [first, last] inclusive, last = null when the rest of the table was lost.
   // Rows there, if there were any, are missing from the export.
