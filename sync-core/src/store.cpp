@@ -110,6 +110,11 @@ INSERT OR REPLACE INTO meta(key, value)
     {3, R"sql(
 SELECT 1;
 )sql"},
+    // The cursor moves over entries of this device's own changes found here (the
+    // receipts) right above it: apply_sync looks them up by seq.
+    {4, R"sql(
+CREATE INDEX IF NOT EXISTS receipts_by_seq ON receipts(seq);
+)sql"},
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion,
               "one migration step per schema version");
@@ -1529,8 +1534,21 @@ Result<void> Store::Impl::apply_sync(const std::vector<Change>& sent,
                            fields_text ? &(*fields_text)[it->second] : nullptr);
           }
           for (const LogEntry* e : entries) apply_entry(*e);
-          std::int64_t old = meta_int("cursor");
-          if (response.cursor > old) set_meta("cursor", std::to_string(response.cursor));
+          const std::int64_t old = meta_int("cursor");
+          std::int64_t cursor = std::max(old, response.cursor);
+          {
+            // Entries of this device's own changes right above the cursor are
+            // covered by their results (receipts), which is why a pull leaves
+            // them out (additions D and F): the cursor moves over them, and the
+            // next pull does not read them again. The first seq that is not a
+            // receipt here - anyone else's entry, or a gap - stops it. Receipts
+            // from before a cursor reset do not count (reset_cursor).
+            auto q =
+                db->query("SELECT seq FROM receipts WHERE seq > ?1 AND seqno > ?2 ORDER BY seq");
+            q.bind(1, cursor).bind(2, meta_int("receipts_stale_through"));
+            while (q.step() && q.int64(0) == cursor + 1) ++cursor;
+          }
+          if (cursor > old) set_meta("cursor", std::to_string(cursor));
           set_meta("last_sync_at", now_text());
           db->query("DELETE FROM receipts WHERE seqno <= (SELECT max(seqno) FROM receipts) - ?1")
               .bind(1, kReceiptsKept)
@@ -1565,7 +1583,15 @@ Result<std::int64_t> Store::last_counter() const {
 
 Result<void> Store::reset_cursor() {
   return guarded([&]() -> Result<void> {
-    impl_->write([&] { impl_->set_meta("cursor", "0"); });
+    impl_->write([&] {
+      impl_->set_meta("cursor", "0");
+      // The log is read again from the start, maybe from another server (one
+      // restored from a backup reuses seqs): the seqs of the receipts so far
+      // may name other entries there, and the cursor no longer moves over them.
+      auto q = impl_->db->query("SELECT coalesce(max(seqno), 0) FROM receipts");
+      q.step();
+      impl_->set_meta("receipts_stale_through", std::to_string(q.int64(0)));
+    });
     return {};
   });
 }

@@ -785,3 +785,39 @@ TEST_CASE("an encoded batch whose fields text cannot be read applies nothing", "
   batch->fields_text.pop_back();
   CHECK(s->apply_batch(*batch, answer).error().code == Errc::invalid_argument);
 }
+
+TEST_CASE("the cursor moves over entries of this device's own changes right above it",
+          "[core][apply][cursor]") {
+  TempDir dir;
+  auto s = open_with_form(dir.file("a.db"));
+  for (int i = 0; i < 5; ++i) REQUIRE(s->put(new_record({{"name", std::to_string(i)}})).ok());
+  auto batch = *s->next_batch(10);
+  REQUIRE(batch.size() == 5);
+  // Pushes only (no pull: cursor 0 in the answer). Ours are 1 and 2...
+  REQUIRE(s->apply_sync({batch[0], batch[1]},
+                        response({result(batch[0], "applied", 1), result(batch[1], "applied", 2)}))
+              .ok());
+  CHECK(*s->cursor() == 2);
+  // ...3 is someone else's, which a pull has to bring; ours 4 and 5 wait for it.
+  // A rejected change has no entry and moves nothing.
+  REQUIRE(s->apply_sync({batch[2], batch[3], batch[4]},
+                        response({result(batch[2], "applied", 4), result(batch[3], "applied", 5),
+                                  rejection(batch[4], "invalid_value", "name")}))
+              .ok());
+  CHECK(*s->cursor() == 2);
+  const std::string other = "0193a1c2-0000-7000-8000-0000000000cc";
+  REQUIRE(s->apply_sync({}, response({}, {entry(3, other, "upsert", {{"name", "z"}})}, 3)).ok());
+  CHECK(*s->cursor() == 5);
+  CHECK(s->get(other)->fields.at("name").value == "z");
+
+  // After a reset (a server restored from a backup reuses seqs) the receipts so
+  // far name nothing: the cursor starts again at 0 and stays there.
+  REQUIRE(s->reset_cursor().ok());
+  REQUIRE(s->apply_sync({}, response({}, {}, 0)).ok());
+  CHECK(*s->cursor() == 0);
+  REQUIRE(s->put(new_record({{"name", "after"}})).ok());
+  auto later = *s->next_batch(10);
+  REQUIRE(later.size() == 1);
+  REQUIRE(s->apply_sync(later, response({result(later[0], "applied", 1)})).ok());
+  CHECK(*s->cursor() == 1);  // its own receipt, from after the reset, counts
+}

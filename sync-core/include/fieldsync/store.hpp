@@ -128,7 +128,7 @@ class Store {
   // is not a fieldsync store or is damaged -> Errc::corrupt.
   static Result<std::unique_ptr<Store>> open(const StoreOptions& options);
 
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   const std::string& device_id() const;
 
