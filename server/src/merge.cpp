@@ -118,29 +118,35 @@ bool same_content(const std::string& stored, const json& raw, const std::string&
 
 namespace {
 
-// record_key_text of a new record whose field rows would be `fields` at one version.
-std::string record_key_text(const Form& form, const json& fields) {
+// The key's values as a JSON array, "" when the form has no key or one of them
+// is missing or null. `value_of(name)`: the field's value, nullptr when absent.
+template <class ValueOf>
+std::string key_text(const Form& form, ValueOf value_of) {
   if (form.key.empty()) return {};
   json values = json::array();
   for (const auto& k : form.key) {
-    auto it = fields.find(k);
-    if (it == fields.end() || it->is_null()) return {};
-    values.push_back(*it);
+    const json* v = value_of(k);
+    if (!v || v->is_null()) return {};
+    values.push_back(*v);
   }
   return values.dump();
+}
+
+// record_key_text of a new record whose field rows would be `fields` at one version.
+std::string record_key_text(const Form& form, const json& fields) {
+  return key_text(form, [&](const std::string& k) -> const json* {
+    auto it = fields.find(k);
+    return it == fields.end() ? nullptr : &*it;
+  });
 }
 
 }  // namespace
 
 std::string record_key_text(const Form& form, const std::map<std::string, FieldRow>& fields) {
-  if (form.key.empty()) return {};
-  json values = json::array();
-  for (const auto& k : form.key) {
+  return key_text(form, [&](const std::string& k) -> const json* {
     auto it = fields.find(k);
-    if (it == fields.end() || it->second.value.is_null()) return {};
-    values.push_back(it->second.value);
-  }
-  return values.dump();
+    return it == fields.end() ? nullptr : &it->second.value;
+  });
 }
 
 // What check() learned about a change, for execute().

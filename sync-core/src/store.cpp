@@ -1150,24 +1150,21 @@ struct Store::Impl {
       RecordRow fresh;
       if (existing) {
         fresh = std::move(*existing);
-      } else if (e.op == "upsert" && e.fields.is_object() && e.seq >= 1) {
-        // New here, every value at the entry's seq: stored compact from the
-        // values' text, not paired value by value. Not cached: a later entry of
-        // the record in this answer reads it back.
-        fresh.id = e.record;
-        fresh.form = e.form;
-        fresh.form_version = e.form_version;
-        fresh.scope = e.scope;
-        fresh.version = e.seq;
-        insert_record(fresh, *detail::compact_synced(dump_text(e.fields), e.seq));
-        entry_done(e, fresh.id);
-        return;
       } else {
         is_new = true;
         fresh.id = e.record;
         fresh.form = e.form;
         fresh.form_version = e.form_version;
         fresh.scope = e.scope;
+        if (e.op == "upsert" && e.fields.is_object() && e.seq >= 1) {
+          // Every value at the entry's seq: stored compact from the values'
+          // text, not paired value by value. Not cached: a later entry of the
+          // record in this answer reads it back.
+          fresh.version = e.seq;
+          insert_record(fresh, *detail::compact_synced(dump_text(e.fields), e.seq));
+          entry_done(e, fresh.id);
+          return;
+        }
       }
       row = &applied_records.insert_or_assign(e.record, std::move(fresh)).first->second;
     }
